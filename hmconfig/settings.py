@@ -1,0 +1,209 @@
+"""One typed settings object for every ``hmtel`` component.
+
+Precedence, lowest to highest: built-in defaults, the TOML file, ``HMTEL_*``
+environment variables, then command-line flags. ``KAFKA_BOOTSTRAP_SERVERS`` is
+honoured as a fallback for ``HMTEL_KAFKA_BOOTSTRAP`` because it is what most
+Kafka tooling (and testcontainers users) already export.
+
+The TOML file is flat, one key per setting, named like the field
+(``kafka_bootstrap = "broker:9092"``); the environment variable is the field
+name upper-cased with the ``HMTEL_`` prefix.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hmconfig.errors import HmtelError
+
+ENV_PREFIX = "HMTEL_"
+CONFIG_ENV = "HMTEL_CONFIG"
+SYSTEM_CONFIG = Path("/etc/hmtel/hmtel.toml")
+
+
+class SettingsError(HmtelError):
+    """A configuration value is unusable. ``str()`` is one line naming the value and the fix."""
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/hmtel")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base) / "hmtel"
+
+
+def default_config_path() -> Path | None:
+    """The config file in force when none is named: ``$HMTEL_CONFIG``, then the
+    per-user file, then ``/etc/hmtel/hmtel.toml``; None when none exists."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "hmtel/hmtel.toml"
+    for candidate in (user, SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the flat TOML file; unknown keys are an error, not silently ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ is overridden
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = tomllib.loads(self.path.read_text())
+        except FileNotFoundError as err:
+            raise SettingsError(f"config file {self.path} does not exist; create it or unset {CONFIG_ENV}") from err
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise SettingsError(f"config file {self.path} is not valid TOML: {err}") from err
+        unknown = sorted(set(data) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise SettingsError(
+                f"config file {self.path}: unknown setting(s) {', '.join(unknown)}; "
+                f"see `hmtel config show` for the valid names"
+            )
+        return data
+
+
+class Settings(BaseSettings):
+    """Every setting, its default and its environment variable (``HMTEL_<NAME>``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # --- Kafka -----------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("kafka_bootstrap", "HMTEL_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port of the Kafka brokers. Unset: the local broker "
+        "(`hmtel broker start`) on 127.0.0.1:broker_port.",
+    )
+    kafka_compression: Literal["zstd", "lz4", "gzip", "none"] = Field(
+        default="zstd", description="Producer compression codec."
+    )
+    kafka_client_id: str = Field(
+        default_factory=lambda: f"hmtel-{socket.gethostname()}",
+        description="Client id sent to the brokers; names the host in broker logs and quotas.",
+    )
+    kafka_connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long client start() retries, with backoff, before giving up."
+    )
+
+    # --- local broker (development and CI) -------------------------------
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="Port of the local broker's client listener.")
+    broker_controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="Port of the local broker's KRaft controller listener."
+    )
+    broker_heap_mb: int = Field(
+        default=512, ge=128, description="JVM heap cap of the local broker, sized for a 2-core machine beside the tests."
+    )
+    broker_start_timeout_s: float = Field(default=90.0, gt=0, description="How long `broker start` waits for ready.")
+    broker_stop_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long `broker stop` waits after SIGTERM before SIGKILL."
+    )
+    topic_partitions: int | None = Field(
+        default=None, ge=1, description="Override the partition count of every topic (default: the topic table's)."
+    )
+    topic_replication: int = Field(default=1, ge=1, description="Replication factor for `topics ensure`.")
+
+    # --- host ------------------------------------------------------------
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Keys, spool, sequence numbers and the local broker's data and logs live here.",
+    )
+    host_root: Path = Field(
+        default=Path("/"),
+        description="Root of the host's /proc and /sys; `/host` in a container that mounts the host there.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(p.strip() for p in value.split(","))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, _CONFIG_PATH.get("path")))
+
+    # --- derived ---------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        """The brokers clients connect to: the explicit setting, else the local broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    def env_name(self, field: str) -> str:
+        return ENV_PREFIX + field.upper()
+
+
+# pydantic-settings builds sources from a classmethod, so the chosen file path
+# is handed over here for the duration of one load_settings() call.
+_CONFIG_PATH: dict[str, Path | None] = {}
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings: file (``config`` or the default path), env, then ``overrides``.
+
+    ``overrides`` whose value is None are ignored, so CLI flags that were not given
+    do not mask the file or the environment. Raises SettingsError with a one-line message.
+    """
+    path = Path(config) if config is not None else default_config_path()
+    _CONFIG_PATH["path"] = path
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        raise SettingsError(_one_line(err, path)) from None
+    finally:
+        _CONFIG_PATH.pop("path", None)
+
+
+def _one_line(err: ValidationError, path: Path | None) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "?"
+    value = first.get("input")
+    where = f"{ENV_PREFIX}{field.upper()}"
+    if path is not None:
+        where += f", `{field}` in {path}"
+    where += f" or --{field.replace('_', '-')}"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"invalid setting {field}={value!r}: {first['msg']}; fix it in {where}{more}"

@@ -1,0 +1,3 @@
+from hmtel.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per `hmtel` subcommand area, registered in hmtel.cli.COMMANDS."""

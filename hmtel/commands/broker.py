@@ -1,0 +1,64 @@
+"""`hmtel broker start|stop|status`: the local Apache Kafka broker."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from deploy.localbroker import LocalBroker
+from hmtel.cli import Context, pass_ctx
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"hmtel broker: {msg}", err=True)
+
+
+@click.group()
+def broker() -> None:
+    """Run the local Apache Kafka broker (KRaft, single node, 127.0.0.1).
+
+    Kafka's jars are fetched once from Maven Central with Maven, then cached in
+    <state_dir>/kafka/libs. Data and the log (broker.log) live under
+    <state_dir>/kafka. Port: HMTEL_BROKER_PORT (default 9092); heap:
+    HMTEL_BROKER_HEAP_MB (default 512).
+    """
+
+
+@broker.command()
+@pass_ctx
+def start(ctx: Context) -> None:
+    """Start the broker; return once it answers a metadata request, and print its address.
+
+    A no-op when it is already running.
+    """
+    t0 = time.monotonic()
+    local = LocalBroker(ctx.settings(), progress=_progress)
+    was_running = local.pid() is not None
+    address = local.start()
+    if not was_running:
+        _progress(f"ready in {time.monotonic() - t0:.1f}s")
+    click.echo(address)
+
+
+@broker.command()
+@pass_ctx
+def stop(ctx: Context) -> None:
+    """Stop the broker: SIGTERM, then SIGKILL after HMTEL_BROKER_STOP_TIMEOUT_S (default 30 s)."""
+    if LocalBroker(ctx.settings(), progress=_progress).stop():
+        _progress("stopped")
+    else:
+        _progress("not running")
+
+
+@broker.command()
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Exit 0 and print the address when the broker answers; exit 1 when it is down."""
+    local = LocalBroker(ctx.settings())
+    pid = local.pid()
+    if pid is not None and local.is_ready():
+        click.echo(f"up: {ctx.settings().bootstrap} (pid {pid})")
+        sys.exit(0)
+    click.echo("down" if pid is None else f"starting or unresponsive (pid {pid})")
+    sys.exit(1)
