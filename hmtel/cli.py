@@ -22,6 +22,7 @@ COMMANDS = [
     "hmtel.commands.broker:broker",
     "hmtel.commands.topics:topics",
     "hmtel.commands.config:config",
+    "hmtel.commands.up:up",
 ]
 
 

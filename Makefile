@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make run` (the pipeline) and `make test` (every test tier).
+# Each installs what it needs: the venv, the Python packages, and (as root) bcc, kernel
+# headers and tracefs for the eBPF collector. Kafka's jars are fetched on first broker start.
+VENV    ?= .venv
+PYTHON  ?= python3
+HMTEL   := $(VENV)/bin/hmtel
+PYTEST  := $(VENV)/bin/pytest
+
+.PHONY: setup run test stop bench lint
+.DEFAULT_GOAL := run
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test,processors,gpu,dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+	@bash deploy/host-deps.sh $(VENV)
+
+## run: start the local broker, ensure the topics, and run the pipeline (Ctrl-C stops it)
+run: setup
+	$(HMTEL) up
+
+## test: every tier (unit, integration on a real broker, host/eBPF as root)
+test: setup
+	$(HMTEL) broker start
+	$(PYTEST) tests
+
+stop:
+	$(HMTEL) broker stop
+
+lint: setup
+	$(VENV)/bin/mypy
