@@ -1,0 +1,1 @@
+"""The per-host collector: sources, identity and signing, spool and publisher, agent."""
