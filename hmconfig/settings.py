@@ -76,7 +76,7 @@ class _TomlSource(PydanticBaseSettingsSource):
                 f"config file {self.path}: unknown setting(s) {', '.join(unknown)}; "
                 f"see `hmtel config show` for the valid names"
             )
-        return data
+        return {_input_key(k): v for k, v in data.items()}
 
 
 class Settings(BaseSettings):
@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     # --- Kafka -----------------------------------------------------------
     kafka_bootstrap: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("kafka_bootstrap", "HMTEL_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS"),
+        # Env names only: the field name itself still works for the TOML file and flags
+        # (populate_by_name); listing it here would also honour a bare KAFKA_BOOTSTRAP env var.
+        validation_alias=AliasChoices("HMTEL_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS"),
         description="Comma-separated host:port of the Kafka brokers. Unset: the local broker "
         "(`hmtel broker start`) on 127.0.0.1:broker_port.",
     )
@@ -188,22 +190,55 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     do not mask the file or the environment. Raises SettingsError with a one-line message.
     """
     path = Path(config) if config is not None else default_config_path()
+    given = {k: v for k, v in overrides.items() if v is not None}
     _CONFIG_PATH["path"] = path
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**{_input_key(k): v for k, v in given.items()})
     except ValidationError as err:
-        raise SettingsError(_one_line(err, path)) from None
+        raise SettingsError(_one_line(err, path, given)) from None
     finally:
         _CONFIG_PATH.pop("path", None)
 
 
-def _one_line(err: ValidationError, path: Path | None) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "?"
-    value = first.get("input")
-    where = f"{ENV_PREFIX}{field.upper()}"
+def _input_key(field: str) -> str:
+    """The key a field's value goes under when handed to Settings.
+
+    The env source files an aliased field (kafka_bootstrap) under its first alias;
+    the file and the flags must use that same key, or pydantic sees two inputs for
+    one field and the source precedence is lost.
+    """
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else field
+
+
+def _env_names(field: str) -> list[str]:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [ENV_PREFIX + field.upper()]
+
+
+def _where(field: str, path: Path | None, given: dict[str, Any]) -> str:
+    """Where the bad value came from (highest precedence first), so the message names what to fix."""
+    flag = f"--{field.replace('_', '-')}"
+    if field in given:
+        return f"the flag {flag}"
+    environ = {k.upper(): k for k in os.environ}  # pydantic-settings matches env names case-insensitively
+    for name in _env_names(field):
+        if name.upper() in environ:
+            return f"the environment variable {environ[name.upper()]}"
     if path is not None:
-        where += f", `{field}` in {path}"
-    where += f" or --{field.replace('_', '-')}"
+        return f"`{field}` in {path}"
+    return f"{_env_names(field)[0]} or {flag}"
+
+
+def _one_line(err: ValidationError, path: Path | None, given: dict[str, Any]) -> str:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    # An error raised through an alias (KAFKA_BOOTSTRAP_SERVERS) is located by the alias.
+    field = next((f for f in Settings.model_fields if loc and loc[0] in (f, *_env_names(f))), ".".join(loc) or "?")
+    value = first.get("input")
+    where = _where(field, path, given) if field in Settings.model_fields else "the config"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"invalid setting {field}={value!r}: {first['msg']}; fix it in {where}{more}"
