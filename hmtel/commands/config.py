@@ -10,7 +10,7 @@ from hmtel.cli import Context, pass_ctx
 
 @click.group()
 def config() -> None:
-    """Inspect configuration."""
+    """Inspect configuration: the settings in force, their env variables and meaning."""
 
 
 @config.command()
