@@ -137,6 +137,16 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
+    # --- usage sampling (collector/usage.py, collector/sources/) ----------
+    usage_interval_s: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="Seconds between usage samples (hm.usage.v1); every polling source but filesystem runs at this pace.",
+    )
+    filesystem_interval_s: float = Field(
+        default=30.0, gt=0, le=86400,
+        description="Seconds between filesystem (statvfs) readings; each usage record carries the latest one.",
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
