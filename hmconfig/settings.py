@@ -147,6 +147,43 @@ class Settings(BaseSettings):
         description="Seconds between filesystem (statvfs) readings; each usage record carries the latest one.",
     )
 
+    # --- collector agent (collector/agent.py, spool.py, publisher.py, metrics.py) ----
+    spool_max_bytes: int = Field(
+        default=256 << 20, ge=65536,
+        description="Bound of the on-disk spool (<state_dir>/spool) in bytes; beyond it the oldest "
+        "records are dropped, counted and reported.",
+    )
+    spool_fsync_interval_ms: int = Field(
+        default=1000, ge=0, le=60000,
+        description="How often the spool is fsynced (0: after every record). kill -9 loses nothing "
+        "appended; a power loss can lose this much.",
+    )
+    metrics_listen: str = Field(
+        default="127.0.0.1:9464",
+        description="host:port of the agent's Prometheus endpoint (port 0: any free port, logged); "
+        "empty to turn it off.",
+    )
+    inventory_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between inventory republishes when nothing changed."
+    )
+    inventory_check_s: float = Field(
+        default=60.0, gt=0, description="Seconds between inventory rebuilds to detect a change of inventory_hash."
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="On SIGTERM/SIGINT the agent flushes what it can, fsyncs the spool and exits within this.",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464) or empty, got {value!r}")
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
