@@ -23,6 +23,7 @@ COMMANDS = [
     "hmtel.commands.topics:topics",
     "hmtel.commands.config:config",
     "hmtel.commands.up:up",
+    "hmtel.commands.sample:sample",
 ]
 
 

@@ -86,7 +86,7 @@ STREAM: dict[str, StreamFactory] = {}
 
 # Record order of the usage sections; each module registers itself on import.
 BUILTIN_POLLING = ("cpu", "load", "memory", "disk", "filesystem", "network", "processes", "gpu")
-_BUILTIN_MODULES = ("cpu", "load", "memory", "processes")  # grows as modules land
+_BUILTIN_MODULES = ("cpu", "load", "memory", "diskio", "filesystem", "network", "processes", "gpu")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
