@@ -24,6 +24,7 @@ COMMANDS = [
     "hmtel.commands.config:config",
     "hmtel.commands.up:up",
     "hmtel.commands.sample:sample",
+    "hmtel.commands.inventory:inventory",
 ]
 
 
