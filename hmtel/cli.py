@@ -25,6 +25,8 @@ COMMANDS = [
     "hmtel.commands.up:up",
     "hmtel.commands.sample:sample",
     "hmtel.commands.inventory:inventory",
+    "hmtel.commands.collect:collect",
+    "hmtel.commands.keys:keys",
 ]
 
 
