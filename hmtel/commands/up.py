@@ -19,7 +19,9 @@ from hmtel.cli import Context, pass_ctx
 
 # (name, argv after `hmtel`) of each long-running component, in start order.
 # Components are added here as they land (collector, processors, dashboard).
-COMPONENTS: list[tuple[str, list[str]]] = []
+COMPONENTS: list[tuple[str, list[str]]] = [
+    ("collector", ["collect"]),
+]
 GRACE_S = 15.0
 
 
