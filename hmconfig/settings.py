@@ -174,6 +174,23 @@ class Settings(BaseSettings):
         description="On SIGTERM/SIGINT the agent flushes what it can, fsyncs the spool and exits within this.",
     )
 
+    # --- eBPF (collector/ebpf/, bpf/, collector/sources/ebpf.py) ---------
+    ebpf_enabled: bool = Field(
+        default=True,
+        description="Load the eBPF programs and publish hm.ebpf.v1; without root/BTF/headers the agent "
+        "logs one line and keeps running on procfs sources.",
+    )
+    ebpf_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between eBPF map snapshots (one hm.ebpf.v1 record per program)."
+    )
+    ebpf_programs: list[Literal["sched", "blockio", "net", "syscalls", "mm"]] = Field(
+        default=["sched", "blockio", "net", "syscalls", "mm"],
+        description="eBPF programs to load (bpf/<name>.c); env as JSON, e.g. HMTEL_EBPF_PROGRAMS='[\"sched\"]'.",
+    )
+    ebpf_syscalls_top_n: int = Field(
+        default=20, ge=1, le=1024, description="The syscalls snapshot carries this many syscalls by count, plus \"total\"."
+    )
+
     @field_validator("metrics_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
