@@ -27,6 +27,7 @@ COMMANDS = [
     "hmtel.commands.inventory:inventory",
     "hmtel.commands.collect:collect",
     "hmtel.commands.keys:keys",
+    "hmtel.commands.ebpf:ebpf",
 ]
 
 

@@ -74,6 +74,15 @@ def privilege_check(cap_eff: int | None, uid: int) -> Check:
     )
 
 
+def _is(path: Path, test: str) -> bool:
+    """Path.is_dir()/is_file()/exists() that treat "permission denied" as absent
+    (Python 3.11's pathlib raises it for /sys/kernel/tracing as non-root)."""
+    try:
+        return bool(getattr(path, test)())
+    except OSError:
+        return False
+
+
 def check_capabilities(host_root: Path = Path("/"), *, proc_self_status: str | None = None,
                        uid: int | None = None, bcc_available: bool | None = None) -> CapabilityReport:
     """Run every check. The keyword arguments replace the process's own state in tests."""
@@ -89,7 +98,7 @@ def check_capabilities(host_root: Path = Path("/"), *, proc_self_status: str | N
 
     btf = root / "sys/kernel/btf/vmlinux"
     report.checks.append(
-        Check("btf", True, str(btf)) if btf.is_file() else
+        Check("btf", True, str(btf)) if _is(btf, "is_file") else
         Check("btf", False, f"{btf} missing", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
     )
 
@@ -99,9 +108,9 @@ def check_capabilities(host_root: Path = Path("/"), *, proc_self_status: str | N
         release = os.uname().release
     headers = root / f"lib/modules/{release}/build"
     kheaders = root / "sys/kernel/kheaders.tar.xz"
-    if headers.exists():
+    if _is(headers, "exists"):
         report.checks.append(Check("kernel_headers", True, f"{headers} -> {os.path.realpath(headers)}"))
-    elif kheaders.exists():
+    elif _is(kheaders, "exists"):
         report.checks.append(Check("kernel_headers", True, str(kheaders)))
     else:
         report.checks.append(Check(
@@ -110,14 +119,17 @@ def check_capabilities(host_root: Path = Path("/"), *, proc_self_status: str | N
         ))
 
     for tracefs in (root / "sys/kernel/tracing", root / "sys/kernel/debug/tracing"):
-        if (tracefs / "events").is_dir():
+        if _is(tracefs / "events", "is_dir"):
             report.checks.append(Check("tracefs", True, str(tracefs)))
             break
     else:
-        report.checks.append(Check(
-            "tracefs", False, f"{root / 'sys/kernel/tracing'}/events not readable",
-            "mount -t tracefs nodev /sys/kernel/tracing (and run as root)",
-        ))
+        tracefs = root / "sys/kernel/tracing"
+        if _is(tracefs, "is_dir") and any(_is(t, "exists") for t in (tracefs / "trace", tracefs)) and uid != 0:
+            report.checks.append(Check("tracefs", False, f"{tracefs}/events not readable by uid {uid}",
+                                       "run as root (tracefs is root-only by default)"))
+        else:
+            report.checks.append(Check("tracefs", False, f"{tracefs}/events missing",
+                                       "mount -t tracefs nodev /sys/kernel/tracing"))
 
     if bcc_available is None:
         bcc_available = importlib.util.find_spec("bcc") is not None
