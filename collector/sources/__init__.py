@@ -113,10 +113,17 @@ def register_stream(name: str) -> Callable[[F], F]:
     return _register(STREAM, "stream", name)
 
 
+# Modules (dotted paths) that register stream sources on import, e.g. the eBPF programs.
+# They must import heavy or privileged things (bcc) lazily, inside the factory.
+STREAM_MODULES: tuple[str, ...] = ("collector.sources.ebpf",)
+
+
 def import_builtin() -> None:
     """Import the built-in source modules, which registers them (idempotent)."""
     for module in _BUILTIN_MODULES:
         importlib.import_module(f"{__name__}.{module}")
+    for module in STREAM_MODULES:
+        importlib.import_module(module)
 
 
 def load_polling_sources(settings: Settings, names: list[str] | None = None) -> list[PollingSource]:

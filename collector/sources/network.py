@@ -208,9 +208,12 @@ class NetworkSource:
                 self._prev = None
         if cur is None:
             try:
-                cur = parse_net_dev(self._file.read())
+                text = self._file.read()
             except OSError as err:
                 raise SourceError(f"cannot read {self._file.path}: {err.strerror}") from err
+            cur = parse_net_dev(text)
+            if not cur and text.strip():  # every namespace has at least lo
+                raise SourceError(f"{self._file.path} is not parsable: {text[:40]!r}")
         now = time.monotonic()
         section = network_section(self._prev, cur, now - self._prev_t if self._prev is not None else None)
         self._prev, self._prev_t = cur, now

@@ -21,6 +21,7 @@ from collector.sources.procfs import ProcFile
 def parse_procs(stat_text: str) -> dict[str, int | None]:
     """procs_running and procs_blocked from /proc/stat text (the rest is skipped without splitting)."""
     out: dict[str, int | None] = {"procs_running": None, "procs_blocked": None}
+    stat_text = "\n" + stat_text
     for key in out:
         start = stat_text.find("\n" + key + " ")
         if start < 0:
