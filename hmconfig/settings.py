@@ -191,6 +191,30 @@ class Settings(BaseSettings):
         default=20, ge=1, le=1024, description="The syscalls snapshot carries this many syscalls by count, plus \"total\"."
     )
 
+    # --- stream processors (processors/, hmtel process) -------------------
+    proof_window_s: float = Field(default=60.0, gt=0, description="Length of a resource proof window (one proof per host per window).")
+    proof_grace_s: float = Field(
+        default=30.0, ge=0, description="A proof window closes at the latest this long after its end by processor time "
+        "(a silent host); normally it closes once the host's records pass the end.")
+    agg_window_10s_s: float = Field(default=10.0, gt=0, description="Length of the short dashboard window (topic hm.usage.agg.10s.v1).")
+    agg_window_1m_s: float = Field(default=60.0, gt=0, description="Length of the long dashboard window (topic hm.usage.agg.1m.v1).")
+    agg_grace_s: float = Field(default=30.0, ge=0, description="Like proof_grace_s, for the dashboard windows.")
+    coverage_threshold: float = Field(
+        default=0.8, ge=0, le=1, description="A proof window with samples/expected below this yields insufficient_evidence, not a proof.")
+    clock_skew_s: float = Field(default=300.0, gt=0, description="Records whose ts is further than this from processor time are clock_skew.")
+    stale_after_s: float = Field(default=86_400.0, gt=0, description="Records older than this are stale.")
+    over_capacity_factor: float = Field(
+        default=1.05, ge=1, description="Usage may exceed the inventory's capacity by this factor before over_capacity.")
+    source_disagreement_tolerance: float = Field(
+        default=0.2, ge=0, le=1, description="eBPF on-CPU vs procfs busy agreement below 1 - this flags the proof source_disagreement.")
+    enrollment_file: Path | None = Field(
+        default=None, description="Strict mode: accept only the hosts listed here (`host_id [public_key_base64]` per line).")
+    operator_id: str | None = Field(default=None, description="The proofs' stake.entity_id (default: each host's key fingerprint).")
+    processor_app_id: str = Field(default="hm-processors", description="Faust app id: the consumer group and the prefix of its changelog topics.")
+    processor_tick_s: float = Field(default=1.0, gt=0, description="How often the processor checks for windows to close.")
+    unknown_host_grace_s: float = Field(
+        default=10.0, ge=0, description="How long a record from a host with no pinned key waits for its inventory before key_mismatch.")
+
     @field_validator("metrics_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:

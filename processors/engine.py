@@ -1,0 +1,238 @@
+"""The per-host state machine: validate, window, close, build proofs. Pure: no Kafka, no clock.
+
+The app (processors.app) keeps one JSON-able state dict per host in a changelog-backed
+table and calls:
+
+* ``decode(topic, value)`` -> (record, schema), or raises validation.Rejection;
+* ``ingest(state, record, schema, value, headers, now_us)`` -> accepts the record into the
+  state or raises Rejection (the state is untouched then);
+* ``close_due(state, now_us, signer)`` -> closes windows that are due, appending their
+  outputs (aggregates, proofs, window-level rejections) to ``state["outbox"]``.
+
+Because dedupe state, window accumulators, the proof chain and the outbox sit in ONE
+value per host, a changelog write is atomic per host: after a crash the restored state
+is some consistent past point, replayed inputs are caught as duplicates, and outputs
+that were in the outbox are re-sent byte for byte (consumers dedupe on key / proof_id).
+
+When a window closes: as soon as every topic the host is still sending on (usage, eBPF)
+has moved past the window end (event-time watermark, normally one interval after the
+end), or at the latest ``grace`` after the end by processor time (a silent host). So a
+worker catching up on a backlog after a restart does not close windows half-filled.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+
+from schemas.dsse import key_id
+
+from . import aggregation, proofs
+from .config import AGG_TOPICS, ProcessorConfig
+from .validation import (
+    Rejection,
+    check_capacity,
+    check_counters,
+    check_identity,
+    check_schema,
+    check_time,
+    counters_of,
+    mark_seen,
+    parse,
+    seq_status,
+)
+
+PROOFS_TOPIC = "hm.proofs.v1"
+REJECTED_TOPIC = "hm.rejected.v1"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The processor's key: ``sign(payload_bytes) -> DSSE envelope dict``."""
+
+    key_id: str
+    sign: Callable[[bytes], dict[str, Any]]
+
+
+def new_state(host_id: str) -> dict[str, Any]:
+    return {
+        "host_id": host_id,
+        "key": None,            # pinned public key, standard base64
+        "inventory": None,      # proofs.inventory_summary of the latest accepted inventory
+        "seqs": {},             # validation.seq_status / mark_seen
+        "last": None,           # {"boot_id", "seq", "counters"}: the usage baseline
+        "wm": {},               # schema -> highest ts accepted (event-time watermark)
+        "windows": {"proof": {}, **{n: {} for n in AGG_TOPICS}},  # name -> {str(start_us): acc}
+        "closed": {"proof": 0, **{n: 0 for n in AGG_TOPICS}},     # name -> end_us of the last closed window
+        "chain": {"seq": 0, "prev_hash": None},
+        "agg_seq": {n: 0 for n in AGG_TOPICS},
+        "counts": {"accepted": 0, "duplicates": 0, "late": 0},
+        "outbox": [],           # [topic, kafka key, value (str), host_id]
+    }
+
+
+def decode(topic: str, value: bytes | None) -> tuple[dict[str, Any], str]:
+    record = parse(value)
+    return record, check_schema(record, topic)
+
+
+class Engine:
+    def __init__(self, cfg: ProcessorConfig):
+        self.cfg = cfg
+        self.proof_len_us = int(cfg.proof_window_s * 1e6)
+        self.agg_len_us = {n: int(s * 1e6) for n, s in cfg.agg_windows_s.items()}
+
+    # --- input ----------------------------------------------------------------
+    def ingest(self, state: dict[str, Any], record: dict[str, Any], schema: str, value: bytes,
+               headers: Any, now_us: int) -> None:
+        """Accept ``record`` into ``state`` or raise Rejection, leaving ``state`` as it was."""
+        cfg = self.cfg
+        key_b64 = check_identity(record, schema, value, headers, state["key"], cfg)
+        boot, seq, ts = record["boot_id"], record["seq"], record["ts"]
+        status = seq_status(state["seqs"], schema, boot, seq)
+        if status == "duplicate":
+            state["counts"]["duplicates"] += 1
+            raise Rejection("duplicate", "seq", f"(host_id, boot_id, seq={seq}) of {schema} already seen; "
+                                                f"counted, not re-aggregated")
+        check_time(ts, now_us, cfg)
+        if schema == "hm.inventory.v1":
+            mark_seen(state["seqs"], schema, boot, seq)
+            state["key"] = key_b64
+            state["inventory"] = proofs.inventory_summary(record)
+            state["counts"]["accepted"] += 1
+            return
+        pstart = aggregation.window_start(ts, self.proof_len_us)
+        if pstart + self.proof_len_us <= state["closed"]["proof"]:
+            state["counts"]["late"] += 1
+            raise Rejection("late", "window", f"proof window starting {pstart} was already closed")
+        base = None
+        last = state["last"]
+        if schema == "hm.usage.v1":
+            if last is not None and last["boot_id"] == boot and seq > last["seq"]:
+                base = last["counters"]
+                check_counters(base, record)
+            check_capacity(record, state["inventory"], cfg)
+        # accepted from here on
+        gaps = mark_seen(state["seqs"], schema, boot, seq)
+        state["counts"]["accepted"] += 1
+        state["wm"][schema] = max(state["wm"].get(schema, 0), ts)
+        pacc = state["windows"]["proof"].setdefault(str(pstart), proofs.new_acc())
+        if schema == "hm.usage.v1":
+            deltas = proofs.counter_deltas(base, record)
+            proofs.add_usage(pacc, record, value, deltas, gaps, now_us - ts)
+            # A boot not seen before resets the baseline (counters restart from 0: not a regression);
+            # a late record of an older boot leaves it alone.
+            new_boot = last is None or (last["boot_id"] != boot and status == "first")
+            if new_boot or (last["boot_id"] == boot and seq > last["seq"]):
+                state["last"] = {"boot_id": boot, "seq": seq, "counters": counters_of(record)}
+        else:
+            proofs.add_ebpf(pacc, record, value)
+        for name, length in self.agg_len_us.items():
+            start = aggregation.window_start(ts, length)
+            if start + length <= state["closed"][name]:
+                continue  # that dashboard window was already emitted; the proof still counts the record
+            acc = state["windows"][name].setdefault(str(start), aggregation.new_acc())
+            if schema == "hm.usage.v1":
+                aggregation.add_usage(acc, record)
+            else:
+                aggregation.add_ebpf(acc, record)
+
+    # --- window closing -------------------------------------------------------
+    def _due(self, state: dict[str, Any], end_us: int, grace_s: float, now_us: int) -> bool:
+        if now_us >= end_us + grace_s * 1e6:
+            return True
+        # every topic still sending (its watermark reached this window) must have passed the end
+        live = [wm for wm in state["wm"].values() if wm >= end_us - self.proof_len_us]
+        return bool(live) and min(live) >= end_us and now_us >= end_us
+
+    def next_due_us(self, state: dict[str, Any]) -> int | None:
+        """Earliest end of an open window (the timer skips hosts with nothing near due)."""
+        ends = [int(s) + self.proof_len_us for s in state["windows"]["proof"]]
+        for name, length in self.agg_len_us.items():
+            ends += [int(s) + length for s in state["windows"][name]]
+        return min(ends) if ends else None
+
+    def close_due(self, state: dict[str, Any], now_us: int, signer: Signer) -> int:
+        """Close every due window into the outbox; returns how many closed."""
+        closed = 0
+        host = state["host_id"]
+        for name, length in self.agg_len_us.items():
+            wins = state["windows"][name]
+            for start_s in sorted(wins, key=int):
+                start = int(start_s)
+                if not self._due(state, start + length, self.cfg.agg_grace_s, now_us):
+                    break
+                out = aggregation.finish(wins.pop(start_s), host_id=host, name=name, start_us=start,
+                                         length_us=length, seq=state["agg_seq"][name])
+                state["agg_seq"][name] += 1
+                state["closed"][name] = max(state["closed"][name], start + length)
+                state["outbox"].append([AGG_TOPICS[name], out["agg_id"], orjson.dumps(out).decode(), host])
+                closed += 1
+        wins = state["windows"]["proof"]
+        for start_s in sorted(wins, key=int):
+            start = int(start_s)
+            if not self._due(state, start + self.proof_len_us, self.cfg.proof_grace_s, now_us):
+                break
+            self._close_proof(state, start, wins.pop(start_s), signer, now_us)
+            closed += 1
+        return closed
+
+    def _close_proof(self, state: dict[str, Any], start: int, acc: dict[str, Any], signer: Signer,
+                     now_us: int) -> None:
+        host, chain = state["host_id"], state["chain"]
+        state["closed"]["proof"] = max(state["closed"]["proof"], start + self.proof_len_us)
+        host_key_id = key_id(base64.b64decode(state["key"])) if state["key"] else ""
+        payload = proofs.build_payload(
+            acc, host_id=host, start_us=start, length_us=self.proof_len_us, grace_us=0,
+            seq=chain["seq"], prev_proof_hash=chain["prev_hash"], inventory=state["inventory"],
+            host_key_id=host_key_id, cfg=self.cfg)
+        verdicts = proofs.check_window(payload, self.cfg)
+        data = proofs.payload_bytes(payload)
+        withheld = any(code != "source_disagreement" for code, _ in verdicts)
+        for code, detail in verdicts:
+            rej = rejection_record(code, "proof_window", detail + ("; proof withheld" if withheld else
+                                                                    "; proof issued with the flag"),
+                                   host_id=host, topic=PROOFS_TOPIC, value=data, record=payload, now_us=now_us)
+            state["outbox"].append([REJECTED_TOPIC, host, orjson.dumps(rej).decode(), host])
+        if withheld:
+            return
+        envelope = signer.sign(data)
+        state["outbox"].append([PROOFS_TOPIC, host, orjson.dumps(envelope).decode(), host])
+        chain["seq"] += 1
+        chain["prev_hash"] = proofs.payload_hash(data)
+
+
+def rejection_record(code: str, check: str, detail: str, *, host_id: str | None, topic: str,
+                     value: bytes | None, record: dict[str, Any] | None = None, now_us: int,
+                     partition: int | None = None, offset: int | None = None) -> dict[str, Any]:
+    """An hm.rejected.v1 record: the original bytes, the reason code, a detail and the check."""
+    rec = record if isinstance(record, dict) else {}
+    return {
+        "schema": "hm.rejected.v1",
+        "host_id": host_id or "unknown",
+        "ts": now_us,
+        "reason": code,
+        "check": check,
+        "detail": detail[:1000],
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "original_b64": base64.b64encode(value or b"").decode(),
+        "original_schema": rec.get("schema") if isinstance(rec.get("schema"), str) else None,
+        "boot_id": rec.get("boot_id") if isinstance(rec.get("boot_id"), str) else None,
+        "seq": rec.get("seq") if isinstance(rec.get("seq"), int) and not isinstance(rec.get("seq"), bool) else None,
+        "record_ts": rec.get("ts") if isinstance(rec.get("ts"), int) and not isinstance(rec.get("ts"), bool) else None,
+    }
+
+
+def host_of(record: Any, key: bytes | None) -> str:
+    """The host a rejection is filed under: the record's host_id, else the Kafka key, else "unknown"."""
+    import re
+
+    for cand in ((record or {}).get("host_id") if isinstance(record, dict) else None,
+                 key.decode("ascii", "replace") if key else None):
+        if isinstance(cand, str) and re.fullmatch(r"h-[0-9a-f]{32}", cand):
+            return cand
+    return "unknown"
