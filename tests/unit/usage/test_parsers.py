@@ -160,3 +160,39 @@ def test_parse_and_select_mounts() -> None:
     assert len(mounts) == 7 and mounts[4]["mount"] == "/data disk"
     assert [(m["mount"], m["fstype"]) for m in select_mounts(mounts)] == [
         ("/", "ext4"), ("/data disk", "xfs"), ("/mnt/nfs", "nfs4")]
+
+
+def _nlmsg(mtype: int, payload: bytes) -> bytes:
+    import struct
+
+    body = struct.pack("=IHHII", 16 + len(payload), mtype, 2, 1, 0) + payload
+    return body + b"\0" * (-len(body) % 4)
+
+
+def test_parse_newstats_by_hand() -> None:
+    import struct
+
+    from collector.sources.network import NLMSG_DONE, RTM_NEWSTATS, parse_newstats
+
+    # rx_packets tx_packets rx_bytes tx_bytes rx_errors tx_errors rx_dropped tx_dropped, then 16 more u64
+    stats = struct.pack("=24Q", 10, 20, 1000, 2000, 1, 2, 3, 4, *range(16))
+    pad_attr = struct.pack("=HH", 4, 0)  # IFLA_STATS_UNSPEC padding before the 64-bit attribute
+    attr = struct.pack("=HH", 4 + len(stats), 1) + stats
+    msg = _nlmsg(RTM_NEWSTATS, struct.pack("=BBHII", 0, 0, 0, 7, 1) + pad_attr + attr)
+    out: dict[int, dict[str, int]] = {}
+    assert parse_newstats(msg, out) is False  # no NLMSG_DONE yet: read on
+    assert out == {7: {"rx_packets": 10, "tx_packets": 20, "rx_bytes": 1000, "tx_bytes": 2000, "rx_errors": 1,
+                       "tx_errors": 2, "rx_dropped": 3, "tx_dropped": 4}}
+    assert parse_newstats(_nlmsg(NLMSG_DONE, struct.pack("=i", 0)), out) is True
+
+
+def test_parse_newstats_error_and_truncation() -> None:
+    import errno
+    import struct
+
+    from collector.sources.network import NLMSG_ERROR, NetlinkError, parse_newstats
+
+    with pytest.raises(NetlinkError, match="RTM_GETSTATS refused"):
+        parse_newstats(_nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EOPNOTSUPP) + b"\0" * 16), {})
+    with pytest.raises(NetlinkError, match="malformed"):
+        parse_newstats(struct.pack("=IHHII", 400, 92, 2, 1, 0), {})  # claims 400 bytes, has 16
