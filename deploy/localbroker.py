@@ -163,18 +163,15 @@ class LocalBroker:
             pid = int(self.paths.pid.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return None
-        except PermissionError:
-            return pid
-        # Guard against a recycled pid belonging to something else.
+        # Guard against a recycled pid belonging to something else. Right after exec
+        # /proc/<pid>/cmdline is briefly empty, so empty means "ours, still starting".
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return pid
-        return pid if b"kafka.Kafka" in cmdline else None
+        return pid if not cmdline or b"kafka.Kafka" in cmdline else None
 
     def is_ready(self, timeout_s: float = 3.0) -> bool:
         return asyncio.run(_metadata_answers(self.settings.bootstrap, timeout_s))
@@ -194,6 +191,7 @@ class LocalBroker:
         self.paths.config.write_text(self.server_properties())
         classpath = str(libs / "*")
         self._format_if_needed(java, classpath)
+        proc: subprocess.Popen[bytes] | None = None
         if self.pid() is None:
             _refuse_busy_port(self.settings.broker_port)
             _refuse_busy_port(self.settings.broker_controller_port)
@@ -217,7 +215,8 @@ class LocalBroker:
             self.progress(f"started Kafka (pid {proc.pid}); waiting for it to answer on {self.settings.bootstrap}")
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
         while time.monotonic() < deadline:
-            if self.pid() is None:
+            exited = proc.poll() is not None if proc is not None else self.pid() is None
+            if exited:
                 raise HmtelError(f"Kafka exited during start; see {self.paths.log}: {_tail(self.paths.log)}")
             if self.is_ready(timeout_s=2.0):
                 return self.settings.bootstrap
@@ -258,6 +257,23 @@ def _kafka_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie counts as gone: it still answers kill(0), but
+    once the CLI that started Kafka has exited, only init reaps it, whenever it likes."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ..."; comm may contain spaces, so split after ")".
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -266,9 +282,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
         time.sleep(0.1)
     return False
