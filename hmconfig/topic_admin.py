@@ -100,7 +100,7 @@ async def ensure_topics(settings: Settings, topics: tuple[Topic, ...] = TOPICS) 
                     to_alter.append(ConfigResource(ConfigResourceType.TOPIC, t.name, configs=want))
                     changes.append(TopicChange(t.name, "altered", ", ".join(
                         f"{k}: {old} -> {new}" for k, (old, new) in sorted(drift.items()))))
-                elif have >= need:
+                elif have == need:
                     changes.append(TopicChange(t.name, "unchanged"))
             if to_alter:
                 for response in await admin.alter_configs(to_alter):
