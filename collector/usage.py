@@ -78,7 +78,9 @@ class UsageSampler:
         now = time.monotonic()
         elapsed = 0.0 if self._prev_t is None else now - self._prev_t
         self._prev_t = now
-        results = await asyncio.gather(*(self._read(s, now) for s in self.sources))
+        # One after another: the sources are quick synchronous reads, and gather()'s tasks cost more
+        # CPU than they save (bench/usage_sampling.py); slow ones (statvfs, NVML) run in threads.
+        results = [await self._read(s, now) for s in self.sources]
         body: dict[str, Any] = {"interval_s": self.interval_s, "elapsed_s": round(elapsed, 6), "sources": []}
         origins: list[str] = []
         missing: list[str] = []

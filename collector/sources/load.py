@@ -9,6 +9,7 @@ at the system level; absent "full" lines leave full_* out.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,16 @@ class LoadSource:
         self.interval_s: float = settings.usage_interval_s
         self.missing: list[str] = []
         root = Path(settings.host_root)
+        # getloadavg(3) (what psutil uses) costs ~1 µs against ~5 µs for reading the file; the load
+        # average is system-wide, so it holds whenever the host's /proc is ours.
+        self._getloadavg = root == Path("/")
         self._loadavg = ProcFile(root / "proc/loadavg")
         self._psi = {r: ProcFile(root / "proc/pressure" / r) for r in PSI_RESOURCES}
 
-    async def collect(self) -> dict[str, Any]:
+    def _read_loadavg(self) -> dict[str, Any]:
+        if self._getloadavg:
+            load1, load5, load15 = os.getloadavg()
+            return {"load1": load1, "load5": load5, "load15": load15}
         try:
             text = self._loadavg.read()
         except OSError as err:
@@ -84,6 +91,10 @@ class LoadSource:
         avg = parse_loadavg(text)
         if avg["load1"] is None:
             raise SourceError(f"{self._loadavg.path} is not parsable: {text[:40]!r}")
+        return avg
+
+    async def collect(self) -> dict[str, Any]:
+        avg = self._read_loadavg()
         missing = [f"load.{k}" for k in ("load5", "load15") if avg[k] is None]
         psi: dict[str, Any] = {}
         for resource, file in self._psi.items():
