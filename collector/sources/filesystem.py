@@ -80,6 +80,12 @@ def usage_from_statvfs(st: os.statvfs_result) -> dict[str, int]:
     }
 
 
+def _consume(call: asyncio.Future[os.statvfs_result]) -> None:
+    # Retrieve a late failure so asyncio does not log "exception was never retrieved".
+    if not call.cancelled():
+        call.exception()
+
+
 @register_polling("filesystem")
 class FilesystemSource:
     name = "filesystem"
@@ -90,10 +96,22 @@ class FilesystemSource:
         self.missing: list[str] = []
         self._root = Path(settings.host_root)
         self._file = ProcFile(self._root / "proc/self/mounts")
+        self._pending: dict[str, asyncio.Future[os.statvfs_result]] = {}
 
     async def _statvfs(self, mount: str) -> os.statvfs_result:
-        path = str(self._root / mount.lstrip("/"))
-        return await asyncio.wait_for(asyncio.to_thread(os.statvfs, path), STATVFS_TIMEOUT_S)
+        # A statvfs stuck on a dead NFS server cannot be cancelled: its thread stays blocked. Keep
+        # waiting on that same call next time instead of starting another thread per pass.
+        call = self._pending.get(mount)
+        if call is None or call.done():
+            path = str(self._root / mount.lstrip("/"))
+            call = asyncio.ensure_future(asyncio.to_thread(os.statvfs, path))
+            call.add_done_callback(_consume)
+            self._pending[mount] = call
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), STATVFS_TIMEOUT_S)
+        finally:
+            if call.done():
+                self._pending.pop(mount, None)
 
     async def collect(self) -> list[dict[str, Any]]:
         try:

@@ -1,6 +1,7 @@
 """Sources and UsageSampler against fixture trees (full, partial, garbled) as host_root."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,38 @@ def test_sources_come_in_record_order() -> None:
     finally:
         for s in sources:
             s.close()
+
+
+async def test_hung_statvfs_is_skipped_and_not_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    from collector.sources import filesystem
+
+    root = tmp_path / "root"
+    (root / "proc/self").mkdir(parents=True)
+    (root / "mnt/nfs").mkdir(parents=True)
+    (root / "proc/self/mounts").write_text("/dev/vda / ext4 rw 0 0\nsrv:/x /mnt/nfs nfs4 rw 0 0\n")
+    release, calls, real = threading.Event(), [], os.statvfs
+
+    def statvfs(path: str) -> os.statvfs_result:  # the NFS server is gone: the call blocks
+        calls.append(path)
+        if path.endswith("mnt/nfs"):
+            release.wait(10)
+        return real(path)
+
+    monkeypatch.setattr(filesystem.os, "statvfs", statvfs)
+    monkeypatch.setattr(filesystem, "STATVFS_TIMEOUT_S", 0.1)
+    source = filesystem.FilesystemSource(settings_for(root))
+    try:
+        first = await source.collect()
+        assert [f["mount"] for f in first] == ["/"] and source.missing == ["filesystem:/mnt/nfs"]
+        await source.collect()
+        assert sum(p.endswith("mnt/nfs") for p in calls) == 1  # still waiting on the first call
+        release.set()
+        await asyncio.sleep(0.05)
+        third = await source.collect()
+        assert [f["mount"] for f in third] == ["/", "/mnt/nfs"] and source.missing == []
+    finally:
+        release.set()
+        source.close()
