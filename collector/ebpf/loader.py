@@ -110,7 +110,7 @@ def load_program(spec: ProgramSpec, *, host_root: Path = Path("/"), bpf_dir: Pat
         started = time.monotonic()
         try:
             flags = variant_cflags(spec, variant, host_root)
-            bpf = BPF(text=text, cflags=flags)
+            bpf = BPF(text=text.encode(), cflags=flags)
         except Exception as err:  # noqa: BLE001 - bcc raises bare Exception for compile/attach failures
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             failed.append(f"{variant.name}: {reason}")
@@ -149,7 +149,7 @@ def read_map(table: Any) -> dict[int | tuple[int, ...], int]:
 
 def read_program(loaded: LoadedProgram) -> tuple[dict[str, dict[Any, int]], dict[str, int]]:
     """(published map name -> {raw key: cumulative value}, map name -> cumulative overflow count)."""
-    maps = {m.name: read_map(loaded.bpf.get_table(m.name)) for m in loaded.spec.maps if m.published}
-    overflow_raw = read_map(loaded.bpf.get_table("hm_overflow"))
+    maps = {m.name: read_map(loaded.bpf.get_table(m.name.encode())) for m in loaded.spec.maps if m.published}
+    overflow_raw = read_map(loaded.bpf.get_table(b"hm_overflow"))
     overflow = {m.name: overflow_raw.get(slot, 0) for slot, m in enumerate(loaded.spec.maps)}
     return maps, overflow
