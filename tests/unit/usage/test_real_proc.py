@@ -28,7 +28,7 @@ async def test_real_proc_sample_validates_and_agrees_with_psutil() -> None:
     cpu = body["cpu"]
     assert cpu["cores"] == os.cpu_count() == len(cpu["per_core"])
     assert cpu["utilisation"] is not None and 0 <= cpu["utilisation"] <= 1
-    assert 0 <= cpu["busy_core_s"] <= cpu["cores"] * body["elapsed_s"] * 1.05 + 0.02  # one tick of slack
+    assert 0 <= cpu["busy_core_s"] <= cpu["cores"] * body["elapsed_s"] * 1.05 + 0.05  # tick rounding
     assert body["memory"]["total_bytes"] == psutil.virtual_memory().total
     assert body["network"]["interfaces"]["lo"]["rx_bytes"] >= 0
     assert "netlink" in body["sources"]
