@@ -243,7 +243,9 @@ def _topology(fs: HostFS, online: list[int], info: dict[str, Any]) -> dict[str, 
     return {
         "sockets": sockets, "cores": cores, "threads": threads,
         "cores_per_socket": cores // sockets if cores and sockets else None,
-        "threads_per_core": threads // cores if threads and cores else None,
+        # The widest core, as lscpu: a hybrid part with HT on its P-cores has 2.
+        "threads_per_core": max(len(parse_cpu_list(s) or [0]) for s in siblings) if siblings
+        else (threads // cores if threads and cores else None),
         "online_cpus": fs.read_line(f"{SYS_CPU}/online"),
     }
 
@@ -258,8 +260,9 @@ def _hybrid(fs: HostFS, online: list[int]) -> dict[str, Any] | None:
             continue
         cpus = [c for c in cpus if c in set(online)] or cpus
         cores = {fs.read_line(f"{SYS_CPU}/cpu{c}/topology/thread_siblings_list") or str(c) for c in cpus}
-        max_khz = [parse_khz(fs.read_line(f"{SYS_CPU}/cpu{c}/cpufreq/cpuinfo_max_freq")) for c in cpus[:1]]
-        out[name] = {"cpus": text, "threads": len(cpus), "cores": len(cores), "max_freq_mhz": max_khz[0]}
+        max_mhz = [parse_khz(fs.read_line(f"{SYS_CPU}/cpu{c}/cpufreq/cpuinfo_max_freq")) for c in cpus]
+        known = [m for m in max_mhz if m is not None]
+        out[name] = {"cpus": text, "threads": len(cpus), "cores": len(cores), "max_freq_mhz": max(known) if known else None}
     return out or None
 
 
@@ -319,7 +322,7 @@ def _caches(fs: HostFS, online: list[int]) -> dict[str, Any]:
             entry["instances"] += 1
             entry["total_bytes"] = (entry["total_bytes"] or 0) + (size or 0) if size is not None else entry["total_bytes"]
             if size is not None and (entry["size_bytes"] or 0) < size:
-                entry["size_bytes"] = size  # hybrid parts: report the larger (P-core) instance
+                entry["size_bytes"] = size  # hybrid parts: the largest instance (lscpu gives totals only)
     out = {}
     for name in ("l1d", "l1i", "l2", "l3"):
         if name in seen:

@@ -44,12 +44,16 @@ def parse_uevent(text: str) -> dict[str, str]:
 
 def lookup_pci_ids(text: str, vendor: int, device: int) -> tuple[str | None, str | None]:
     """(vendor name, device name) from a pci.ids text, found with str.find (no full parse)."""
-    start = text.find(f"\n{vendor:04x}  ")
+    head = f"{vendor:04x}  "
+    start = -1 if not text.startswith(head) else 0
+    if start < 0:
+        start = text.find("\n" + head)
+        start = start + 1 if start >= 0 else -1
     if start < 0:
         return None, None
-    line_end = text.find("\n", start + 1)
-    vendor_name = text[start + 7: line_end if line_end >= 0 else None].strip() or None
-    nxt = start + 1
+    line_end = text.find("\n", start)
+    vendor_name = text[start + 6: line_end if line_end >= 0 else None].strip() or None
+    nxt = start
     device_name = None
     while True:
         nxt = text.find("\n", nxt)

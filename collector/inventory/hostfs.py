@@ -17,9 +17,13 @@ class HostFS:
     def __init__(self, host_root: Path | str = "/"):
         self.root = str(host_root)
         self.missing: list[str] = []
+        # Set to a set() to record every path touched (tests/fixtures/capture_host.py uses it).
+        self.accessed: set[str] | None = None
 
     def path(self, rel: str) -> str:
         """The absolute path of ``rel`` (e.g. ``"proc/meminfo"``) under the host root."""
+        if self.accessed is not None:
+            self.accessed.add(rel.lstrip("/"))
         return os.path.join(self.root, rel.lstrip("/"))
 
     @property

@@ -32,8 +32,10 @@ SHARED_FROM_HYPERVISOR = {"9p", "virtiofs"}
 
 VIRTUAL_DRIVERS = {"virtio_blk", "xen-blkfront", "xen_blkfront", "vbd"}
 VIRTUAL_CONTROLLERS = {"virtio_scsi", "virtio-pci", "hv_storvsc", "vmw_pvscsi", "xen-scsifront"}
-VIRTUAL_MODELS = re.compile(r"QEMU|VBOX|VMware|Virtual disk|Virtual Disk|PersistentDisk|Amazon Elastic Block Store"
-                            r"|Msft Virtual|Google EphemeralDisk|Standard PD", re.IGNORECASE)
+VIRTUAL_MODELS = re.compile(r"QEMU|VBOX|VMware|Virtual disk|Msft Virtual", re.IGNORECASE)
+# Cloud block volumes are network storage whatever bus the guest sees (NVMe on AWS Nitro,
+# virtio-scsi on GCE).
+NETWORK_MODELS = re.compile(r"Amazon Elastic Block Store|PersistentDisk|Standard PD", re.IGNORECASE)
 NETWORK_NAMES = ("nbd", "rbd", "drbd")
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -98,6 +100,8 @@ def classify(name: str, transport: str | None, rotational: bool | None, driver: 
              controller: str | None, model: str | None, slave_types: list[str]) -> str:
     """nvme, ssd, hdd, virtual or network."""
     if transport in ("iscsi", "fc", "nbd", "rbd", "drbd", "nvme-tcp", "nvme-rdma", "nvme-fc"):
+        return "network"
+    if model and NETWORK_MODELS.search(model):
         return "network"
     if slave_types:  # dm/md: the kind of what it is built on, when uniform
         return slave_types[0] if len(set(slave_types)) == 1 else "virtual"
@@ -237,7 +241,7 @@ def _filesystems(fs: HostFS, disks: dict[str, dict[str, Any]],
         if key in seen:
             continue  # bind mounts and repeat mounts of one filesystem
         seen.add(key)
-        block, disk = _block_for(fs, m["major"], m["minor"], disks)
+        block, disk = _block_for(fs, m["major"], m["minor"], disks, m["source"])
         if network:
             kind = "virtual" if fstype in SHARED_FROM_HYPERVISOR else "network"
         else:
@@ -252,10 +256,18 @@ def _filesystems(fs: HostFS, disks: dict[str, dict[str, Any]],
     return out
 
 
-def _block_for(fs: HostFS, major: int, minor: int, disks: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(block device, whole disk) for a device number, via /sys/dev/block/M:m."""
-    path = fs.realpath(f"sys/dev/block/{major}:{minor}")
+def _block_for(fs: HostFS, major: int, minor: int, disks: dict[str, Any],
+               source: str) -> tuple[str | None, str | None]:
+    """(block device, whole disk) for a device number, via /sys/dev/block/M:m. btrfs mounts
+    carry an anonymous device number (0:N), so the mount source names the device instead."""
+    path = fs.realpath(f"sys/dev/block/{major}:{minor}") if major else None
     if not path:
+        name = source.rsplit("/", 1)[-1] if source.startswith("/dev/") else None
+        if name in disks:
+            return name, name
+        for disk in disks.values():
+            if any(p["name"] == name for p in disk["partitions"]):
+                return name, disk["name"]
         return None, None
     parts = path.split("/")
     name = parts[-1]
