@@ -28,6 +28,8 @@ COMMANDS = [
     "hmtel.commands.collect:collect",
     "hmtel.commands.keys:keys",
     "hmtel.commands.ebpf:ebpf",
+    "hmtel.commands.process:process",
+    "hmtel.commands.simulate:simulate",
 ]
 
 

@@ -21,6 +21,7 @@ from hmtel.cli import Context, pass_ctx
 # Components are added here as they land (collector, processors, dashboard).
 COMPONENTS: list[tuple[str, list[str]]] = [
     ("collector", ["collect"]),
+    ("processors", ["process"]),
 ]
 GRACE_S = 15.0
 

@@ -1,0 +1,208 @@
+"""The faust-streaming app: consumes hm.inventory.v1, hm.usage.v1 and hm.ebpf.v1; produces
+hm.usage.agg.{10s,1m}.v1, hm.proofs.v1 and hm.rejected.v1. The decisions live in
+processors.engine (pure); this module is the Kafka plumbing.
+
+State: ONE changelog-backed table, ``<app_id>-hosts``, keyed by host_id, holding the
+engine's state per host (pinned key, inventory, dedupe, windows, proof chain, outbox).
+Its changelog is co-partitioned with the input topics (same key, same default
+partitioner), so faust recovers each host's state on the worker that owns its partition.
+
+Delivery, at least once (faust's ``exactly_once`` is not used):
+* Input: events are taken in batches (``take_events``); each host touched in a batch is
+  written to the changelog once; faust acks the batch after it is processed and commits
+  offsets only after flushing the producer, so the changelog is never behind the
+  committed offsets. A record replayed after a crash is caught by the dedupe state.
+* Output: a closing window's outputs go to the host's outbox in the table first; the
+  changelog is flushed, then the outputs are sent and awaited, then the outbox is
+  cleared. A crash in between re-sends the same bytes (same keys, same proof_id).
+* Rejections are sent as they happen, before the batch is acked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.serializers import codecs
+
+from .config import ProcessorConfig
+from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
+from .validation import Rejection
+
+log = logging.getLogger("processors")
+INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
+OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
+
+
+class _Orjson(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+class _Utf8(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+codecs.register("hm_orjson", _Orjson())
+codecs.register("hm_utf8", _Utf8())
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """aiokafka's (and Java's) default partitioner, so outputs land in the host's partition."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Processor:
+    """Builds the faust app around an Engine. ``stats`` counts what happened (for logs and bench)."""
+
+    def __init__(self, settings: Any, cfg: ProcessorConfig, signer: Signer, *, topic_partitions: dict[str, int],
+                 worker_name: str = "0", batch_max: int = 2000, batch_within_s: float = 0.05):
+        self.settings, self.cfg, self.signer = settings, cfg, signer
+        self.engine = Engine(cfg)
+        self.topic_partitions = topic_partitions
+        partitions = self.partitions = topic_partitions["hm.usage.v1"]
+        self.batch_max, self.batch_within_s = batch_max, batch_within_s
+        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "batches": 0}
+        self.unknown_since: dict[str, float] = {}
+        self._partition_cache: dict[str, int] = {}
+        datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
+        datadir.mkdir(parents=True, exist_ok=True)
+        app = self.app = faust.App(
+            settings.processor_app_id,
+            broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
+            datadir=str(datadir),
+            store="memory://",
+            topic_partitions=partitions,
+            topic_replication_factor=settings.topic_replication,
+            table_standby_replicas=0,
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            web_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+            logging_config=None,
+        )
+        self.table = app.Table(f"{settings.processor_app_id}-hosts", default=None, partitions=partitions,
+                               use_partitioner=True)
+        # faust derives serializers from key_type/value_type; set ours before the changelog topic is built
+        self.table.key_serializer, self.table.value_serializer = "hm_utf8", "hm_orjson"
+        self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
+        self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
+                        for name in OUTPUT_TOPICS}
+        app.agent(self.inputs["hm.inventory.v1"], name="inventory")(self._consume)
+        app.agent(app.topic(*INPUT_TOPICS[1:], key_serializer="raw", value_serializer="raw"),
+                  name="records")(self._consume)
+        app.timer(interval=settings.processor_tick_s, name="close-windows")(self._tick)
+
+    # --- input ------------------------------------------------------------------
+    async def _consume(self, stream: Any) -> None:
+        async for events in stream.take_events(self.batch_max, within=self.batch_within_s):
+            dirty: dict[str, dict[str, Any]] = {}
+            for event in events:
+                await self._handle(event, dirty)
+            for host_id, state in dirty.items():
+                self.table[host_id] = state  # one changelog write per host per batch
+            self.stats["batches"] += 1
+
+    async def _handle(self, event: Any, dirty: dict[str, dict[str, Any]]) -> None:
+        msg = event.message
+        value, now_us = msg.value, int(time.time() * 1e6)
+        record: Any = None
+        state: dict[str, Any] | None = None
+        try:
+            record, schema = decode(msg.topic, value)
+            host_id = record["host_id"]
+            state = dirty.get(host_id) or self.table.get(host_id) or new_state(host_id)
+            try:
+                self.engine.ingest(state, record, schema, value, msg.headers, now_us)
+            except Rejection as rej:
+                if rej.check != "key_pinning" or state["key"] is not None or not await self._await_pin(host_id):
+                    raise
+                state = self.table.get(host_id) or state
+                self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
+            dirty[host_id] = state
+            self.stats["accepted"] += 1
+        except Rejection as rej:
+            if rej.code == "duplicate" and state is not None:
+                dirty[state["host_id"]] = state  # the duplicate counter moved
+            await self._reject(rej.code, rej.check, rej.detail, record, msg, now_us)
+        except Exception as err:  # noqa: BLE001 - a bad record must never crash the worker
+            log.exception("processor error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            await self._reject("malformed", "processor_error", f"{type(err).__name__}: {err}", record, msg, now_us)
+
+    async def _await_pin(self, host_id: str) -> bool:
+        """Wait (once per host, bounded) for the host's inventory: the topics are consumed independently."""
+        first = self.unknown_since.setdefault(host_id, time.monotonic())
+        while time.monotonic() - first < self.cfg.unknown_host_grace_s:
+            state = self.table.get(host_id)
+            if state is not None and state["key"] is not None:
+                self.unknown_since.pop(host_id, None)
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def _reject(self, code: str, check: str, detail: str, record: Any, msg: Any, now_us: int) -> None:
+        host = host_of(record, msg.key)
+        rej = rejection_record(code, check, detail, host_id=host, topic=msg.topic, value=msg.value,
+                               record=record, now_us=now_us, partition=msg.partition, offset=msg.offset)
+        await self.outputs[REJECTED_TOPIC].send(key=host.encode(), value=orjson.dumps(rej))
+        self.stats["rejected"] += 1
+
+    # --- window closing -----------------------------------------------------------
+    def _owned(self, host_id: str, assigned: set[int]) -> bool:
+        p = self._partition_cache.get(host_id)
+        if p is None:
+            p = self._partition_cache[host_id] = partition_for(host_id.encode(), self.partitions)
+        return p in assigned
+
+    async def _tick(self) -> None:
+        app = self.app
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            return  # acting on half-restored state could re-issue a proof seq
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == "hm.usage.v1"}
+        now_us = int(time.time() * 1e6)
+        sending: list[tuple[str, dict[str, Any], int]] = []
+        for host_id in list(self.table.keys()):
+            if not self._owned(host_id, assigned):
+                continue
+            state = self.table[host_id]
+            if state is None:
+                continue
+            due = self.engine.next_due_us(state)
+            if due is not None and due <= now_us:  # an open window has ended
+                if self.engine.close_due(state, now_us, self.signer):
+                    self.table[host_id] = state
+            if state["outbox"]:
+                sending.append((host_id, state, len(state["outbox"])))
+        if not sending:
+            return
+        await app.producer.flush()  # the outboxes are durable in the changelog before anything is sent
+        futures = []
+        for host_id, state, n in sending:
+            for topic, key, value, _host in state["outbox"][:n]:
+                # aggregates are keyed by host and window; keep them in the host's partition anyway
+                p = (partition_for(host_id.encode(), self.topic_partitions[topic])
+                     if key != host_id and topic in self.topic_partitions else None)
+                futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
+                                                              partition=p))
+        await asyncio.gather(*futures)
+        for host_id, state, n in sending:
+            del state["outbox"][:n]
+            self.table[host_id] = state
+        self.stats["emitted"] += len(futures)
