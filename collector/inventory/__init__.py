@@ -34,8 +34,8 @@ def build_inventory(
     """The inventory body: source, cpu, memory, gpus, storage, network, system,
     hypermesh, missing and inventory_hash.
 
-    The I/O edges default to the live system when ``host_root`` is "/" and are off
-    otherwise; tests substitute them: ``statvfs`` (callable taking a path, like
+    The I/O edges: statvfs runs on ``host_root``/mount point; NVML and netlink only
+    when ``host_root`` is "/" (they see this machine, not the tree). Tests substitute them: ``statvfs`` (callable taking a path, like
     os.statvfs), ``nvml`` (callable returning NVML GPUs by PCI address), ``netlink``
     (read links through netlink instead of sysfs). ``platform`` defaults to
     sys.platform; anything but "linux" takes the psutil fallback.
@@ -47,7 +47,8 @@ def build_inventory(
     else:
         fs = HostFS(host_root)
         live = fs.is_live
-        statvfs_fn = (os.statvfs if live else None) if statvfs is True else (statvfs or None)
+        # statvfs applies under any root: a host mounted at /host has its mounts below it too.
+        statvfs_fn = os.statvfs if statvfs is True else (statvfs or None)
         nvml_fn = (gpu.read_nvml if live else None) if nvml is True else (nvml or None)
         body = {
             "source": "linux",
