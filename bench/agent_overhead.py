@@ -69,6 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--warmup", type=float, default=10.0)
+    ap.add_argument("--ebpf", action="store_true", help="leave the eBPF stream source on (default off: the "
+                    "RSS target is without eBPF; bcc's LLVM alone is ~150 MB)")
     ap.add_argument("--node-exporter", default=shutil.which("prometheus-node-exporter") or "")
     args = ap.parse_args()
     if not args.node_exporter:
@@ -77,7 +79,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="hm-overhead-"))
     agent_port, ne_port = free_port(), free_port()
     env = {**os.environ, "HMTEL_STATE_DIR": str(state), "HMTEL_METRICS_LISTEN": f"127.0.0.1:{agent_port}",
-           "HMTEL_USAGE_INTERVAL_S": "1", "HMTEL_LOG_LEVEL": "WARNING"}
+           "HMTEL_USAGE_INTERVAL_S": "1", "HMTEL_LOG_LEVEL": "WARNING",
+           "HMTEL_EBPF_ENABLED": "true" if args.ebpf else "false"}
     if not os.environ.get("HMTEL_KAFKA_BOOTSTRAP"):
         env["HMTEL_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{os.environ.get('HMTEL_BROKER_PORT', '9092')}"
     t_start = time.monotonic()
@@ -117,7 +120,7 @@ def main() -> None:
         return f"{name:<34} {cpu:>8.2f} {cpu / window * 100:>8.2f}% {cpu / window * 1000:>8.2f} {rss:>9.1f}  {per}"
 
     print(f"\nagent overhead: {window:.0f} s window after {args.warmup:.0f} s warm-up, 1 s interval, "
-          f"{os.cpu_count()} CPUs\n")
+          f"eBPF {'on' if args.ebpf else 'off'}, {os.cpu_count()} CPUs\n")
     print(f"{'process':<34} {'CPU s':>8} {'of 1 core':>9} {'ms/s':>8} {'peak RSS':>9}  notes")
     print(row("hmtel collect (agent)", agent_cpu, agent_rss,
               f"{samples:.0f} samples, {published:.0f} published; start-up {startup_cpu:.2f} CPU s"))

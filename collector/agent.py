@@ -246,7 +246,11 @@ class Agent:
         self.supervisor.spawn(name, factory)
 
     def _open_spool(self) -> None:
-        self.spool.open()
+        try:
+            self.spool.open()
+        except OSError as err:
+            raise AgentError(f"cannot open the spool in {self.spool.dir} ({err.strerror}); "
+                             f"set HMTEL_STATE_DIR to a writable directory") from None
         self.seqs = SeqStore(self.boot_id)
         checkpoint = self.spool.last_checkpoint()
         if checkpoint is not None:
@@ -266,6 +270,7 @@ class Agent:
         # Leave room for the producer's close (<= 3 s) and the final fsync.
         flushed = await self.publisher.flush(max(0.0, budget - (time.monotonic() - t0) - 4.0))
         await self.supervisor.stop()
+        stats = self.spool.stats()
         self.spool.close()
         for task in self.polling:
             try:
@@ -273,7 +278,6 @@ class Agent:
             except Exception:  # noqa: BLE001 - closing; nothing left to protect
                 pass
         self.metrics.close()
-        stats = self.spool.stats()
         log.info("collector: stopped in %.1f s; %d record(s) sampled, %d published this run, %d left in the "
                  "spool for next start%s, %d dropped in total", time.monotonic() - t0, self.samples,
                  self.publisher.published_total, stats.depth_records, "" if flushed else " (Kafka did not take them)",
