@@ -182,7 +182,7 @@ def infer_arch(flags: list[str], blocks: list[dict[str, str]]) -> str | None:
     if "lm" in have:
         return "x86_64"
     if blocks and any("CPU implementer" in b for b in blocks):
-        arch = next((b.get("CPU architecture") for b in blocks if "CPU architecture" in b), "")
+        arch = next((b.get("CPU architecture") or "" for b in blocks if "CPU architecture" in b), "")
         return "aarch64" if arch.strip() in ("8", "AArch64", "9") else "arm"
     if {"fpu", "tsc"} <= have:
         return "i686"
@@ -294,7 +294,7 @@ def _frequency(fs: HostFS, model: str | None) -> dict[str, Any]:
     return out
 
 
-def _caches(fs: HostFS, online: list[int]) -> dict[str, Any]:
+def _caches(fs: HostFS, online: list[int]) -> dict[str, dict[str, Any] | None]:
     """Per level: one instance's size, the instance count and the total, like lscpu.
 
     A CPU already covered by an instance seen on another CPU (via shared_cpu_list) is
@@ -323,7 +323,7 @@ def _caches(fs: HostFS, online: list[int]) -> dict[str, Any]:
             entry["total_bytes"] = (entry["total_bytes"] or 0) + (size or 0) if size is not None else entry["total_bytes"]
             if size is not None and (entry["size_bytes"] or 0) < size:
                 entry["size_bytes"] = size  # hybrid parts: the largest instance (lscpu gives totals only)
-    out = {}
+    out: dict[str, dict[str, Any] | None] = {}
     for name in ("l1d", "l1i", "l2", "l3"):
         if name in seen:
             out[name] = seen[name]

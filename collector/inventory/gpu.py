@@ -191,7 +191,7 @@ def read_nvml() -> dict[str, dict[str, Any]]:
             if handle is None:
                 continue
             pci = _nvml_call(pynvml.nvmlDeviceGetPciInfo, handle)
-            bus_id = _text(getattr(pci, "busId", "")) if pci is not None else ""
+            bus_id = (_text(getattr(pci, "busId", "")) or "") if pci is not None else ""
             memory = _nvml_call(pynvml.nvmlDeviceGetMemoryInfo, handle)
             cc = _nvml_call(pynvml.nvmlDeviceGetCudaComputeCapability, handle)
             address = bus_id.lower()[-12:]  # "00000000:01:00.0" -> "0000:01:00.0"

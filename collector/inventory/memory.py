@@ -55,7 +55,7 @@ def _huge_pages(fs: HostFS, info: dict[str, int]) -> dict[str, Any]:
         count = fs.read_int(f"sys/kernel/mm/hugepages/{entry}/nr_hugepages")
         if kib is not None:
             sizes.append({"page_size_bytes": kib * 1024, "pages": count})
-    sizes.sort(key=lambda s: s["page_size_bytes"])
+    sizes.sort(key=lambda s: s["page_size_bytes"] or 0)
     return {
         "default_page_size_bytes": info.get("Hugepagesize"),
         "total_pages": info.get("HugePages_Total"),

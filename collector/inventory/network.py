@@ -203,9 +203,10 @@ def _from_netlink(fs: HostFS) -> list[dict[str, Any]]:
         by_index[link["index"]] = iface
         out.append(iface)
     for addr in addrs:
-        iface = by_index.get(addr["index"])
-        if iface is None:
+        owner = by_index.get(addr["index"])
+        if owner is None:
             continue
+        iface = owner
         family = "inet" if addr["family"] == 2 else "inet6"
         flags = addr.get_attr("IFA_FLAGS") or addr["flags"]
         iface["addresses"].append({

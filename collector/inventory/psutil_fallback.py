@@ -6,6 +6,7 @@ named in ``missing``. Marked ``source: "psutil"``.
 """
 from __future__ import annotations
 
+import importlib
 import platform as std_platform
 import socket
 from typing import Any
@@ -16,7 +17,7 @@ DISK_FSTYPES_SKIPPED = {"devfs", "autofs", "tmpfs", "nullfs", "procfs", "fdescfs
 def collect(missing: list[str], psutil: Any = None) -> dict[str, Any]:
     """Every section but ``hypermesh`` and the hash; ``psutil`` may be a stand-in module."""
     if psutil is None:
-        import psutil  # noqa: PLW0621 - imported lazily; the Linux path does not need it
+        psutil = importlib.import_module("psutil")  # lazily: the Linux path does not need it
     return {
         "source": "psutil",
         "cpu": _cpu(psutil, missing),

@@ -242,6 +242,7 @@ def _filesystems(fs: HostFS, disks: dict[str, dict[str, Any]],
             continue  # bind mounts and repeat mounts of one filesystem
         seen.add(key)
         block, disk = _block_for(fs, m["major"], m["minor"], disks, m["source"])
+        kind: str | None
         if network:
             kind = "virtual" if fstype in SHARED_FROM_HYPERVISOR else "network"
         else:
