@@ -8,6 +8,7 @@ on; the CLI prints it without a traceback and exits non-zero.
     ├── SettingsError        bad config value (not retriable)
     ├── BrokerUnavailable    no broker answered in time (retriable)
     ├── BrokerToolMissing    Java or Maven missing for the local broker (not retriable)
+    ├── BrokerAuthFailed     TLS or SASL refused by the broker (not retriable)
     └── SchemaError          a record fails its JSON Schema (not retriable); carries the JSON path
 """
 from __future__ import annotations
@@ -22,4 +23,8 @@ class BrokerUnavailable(HmtelError):
 
 
 class BrokerToolMissing(HmtelError):
+    retriable = False
+
+
+class BrokerAuthFailed(HmtelError):
     retriable = False

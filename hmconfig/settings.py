@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hmconfig.errors import HmtelError
@@ -108,6 +108,23 @@ class Settings(BaseSettings):
     kafka_connect_timeout_s: float = Field(
         default=30.0, gt=0, description="How long client start() retries, with backoff, before giving up."
     )
+
+    # --- Kafka security (hmconfig/kafka_clients.py, hmtel broker start --secure) ----
+    # The password is a SecretStr: model_dump, repr, `hmtel config show` and error
+    # messages print "**********"; only kafka_clients reads the real value.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when kafka_security_protocol is SASL_*.")
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user (one per role: collector, processor, validator, dashboard, admin).")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never printed). `hmtel broker start --secure` writes one per role "
+        "to <state_dir>/kafka-secure/users/<role>.password (mode 0600).")
+    kafka_sasl_password_file: Path | None = Field(
+        default=None, description="Read the SASL password from this file instead (its first line); keeps it out of env and config.")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle that signs the brokers' certificates (SSL and SASL_SSL).")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate, for brokers that require client TLS auth.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of kafka_ssl_certfile.")
 
     # --- local broker (development and CI) -------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535, description="Port of the local broker's client listener.")
@@ -214,8 +231,24 @@ class Settings(BaseSettings):
     processor_tick_s: float = Field(default=1.0, gt=0, description="How often the processor checks for windows to close.")
     unknown_host_grace_s: float = Field(
         default=10.0, ge=0, description="How long a record from a host with no pinned key waits for its inventory before key_mismatch.")
+    processor_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a processor group with no committed offsets starts reading its inputs.")
 
-    @field_validator("metrics_listen")
+    # --- consumers (consumers/, hmtel verify, hmtel dashboard) -----------
+    dashboard_listen: str = Field(
+        default="127.0.0.1:8080", description="host:port the dashboard (`hmtel dashboard`) serves on (port 0: any free port).")
+    dashboard_history_s: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="How far back the dashboard reads the aggregate topics at start and keeps in memory.")
+    verify_min_storage_bytes: int = Field(
+        default=1 << 30, ge=0, description="`hmtel verify`: a proof offering less storage (all types) is invalid (min_storage).")
+    verify_min_compute_cores: float = Field(
+        default=1.0, ge=0, description="`hmtel verify`: a proof with less CPU capacity (core-seconds / window) is invalid (min_compute).")
+    verify_max_clock_skew_ms: float = Field(
+        default=300_000.0, gt=0, description="`hmtel verify`: a proof whose window saw a larger host clock skew is invalid (clock_skew).")
+    verify_max_age_s: float = Field(
+        default=86_400.0, gt=0, description="`hmtel verify`: a proof whose window ended longer ago is invalid (stale).")
+
+    @field_validator("metrics_listen", "dashboard_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         value = value.strip()
@@ -264,6 +297,10 @@ class Settings(BaseSettings):
 
     def env_name(self, field: str) -> str:
         return ENV_PREFIX + field.upper()
+
+
+# Fields whose value is never echoed, not even in a validation error.
+SECRET_FIELDS = frozenset({"kafka_sasl_password"})
 
 
 # pydantic-settings builds sources from a classmethod, so the chosen file path
@@ -327,6 +364,8 @@ def _one_line(err: ValidationError, path: Path | None, given: dict[str, Any]) ->
     # An error raised through an alias (KAFKA_BOOTSTRAP_SERVERS) is located by the alias.
     field = next((f for f in Settings.model_fields if loc and loc[0] in (f, *_env_names(f))), ".".join(loc) or "?")
     value = first.get("input")
+    if field in SECRET_FIELDS:  # a mistyped secret is still a secret
+        value = "**********"
     where = _where(field, path, given) if field in Settings.model_fields else "the config"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"invalid setting {field}={value!r}: {first['msg']}; fix it in {where}{more}"
