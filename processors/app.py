@@ -28,7 +28,8 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.partitioner import murmur2
-from faust.serializers import codecs
+
+from hmconfig.kafka_clients import faust_credentials
 
 from .config import ProcessorConfig
 from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
@@ -37,26 +38,6 @@ from .validation import Rejection
 log = logging.getLogger("processors")
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
 OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
-
-
-class _Orjson(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
-
-
-class _Utf8(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.encode() if isinstance(obj, str) else bytes(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return s.decode()
-
-
-codecs.register("hm_orjson", _Orjson())
-codecs.register("hm_utf8", _Utf8())
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -77,18 +58,21 @@ class Processor:
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "batches": 0}
         self.unknown_since: dict[str, float] = {}
         self._partition_cache: dict[str, int] = {}
+        self.ready = False
         datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
         datadir.mkdir(parents=True, exist_ok=True)
         app = self.app = faust.App(
             settings.processor_app_id,
             broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
+            # security (helper "security"): TLS/SASL from the settings, as every other hmtel client
+            broker_credentials=faust_credentials(settings),
             datadir=str(datadir),
             store="memory://",
             topic_partitions=partitions,
             topic_replication_factor=settings.topic_replication,
             table_standby_replicas=0,
             processing_guarantee="at_least_once",
-            consumer_auto_offset_reset="earliest",
+            consumer_auto_offset_reset=settings.processor_offset_reset,
             producer_acks=-1,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
@@ -98,10 +82,13 @@ class Processor:
             value_serializer="raw",
             logging_config=None,
         )
+        # Raw bytes in the table (orjson-encoded state, encoded eagerly at write time) with a decoded
+        # working copy in self.states, dropped at every rebalance so it never outlives its partition.
         self.table = app.Table(f"{settings.processor_app_id}-hosts", default=None, partitions=partitions,
-                               use_partitioner=True)
-        # faust derives serializers from key_type/value_type; set ours before the changelog topic is built
-        self.table.key_serializer, self.table.value_serializer = "hm_utf8", "hm_orjson"
+                               use_partitioner=True, key_type=bytes, value_type=bytes)
+        self.states: dict[str, dict[str, Any]] = {}
+        app.on_partitions_revoked.connect(self._forget)
+        app.on_partitions_assigned.connect(self._forget)
         self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
         self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                         for name in OUTPUT_TOPICS}
@@ -110,14 +97,31 @@ class Processor:
                   name="records")(self._consume)
         app.timer(interval=settings.processor_tick_s, name="close-windows")(self._tick)
 
+    async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
+        self.states.clear()
+
+    def get(self, host_id: str) -> dict[str, Any] | None:
+        state = self.states.get(host_id)
+        if state is None:
+            raw = self.table.get(host_id.encode())
+            if raw is not None:
+                state = self.states[host_id] = orjson.loads(raw)
+        return state
+
+    def put(self, state: dict[str, Any]) -> None:
+        """Write a host's state to the table (and so to its changelog)."""
+        host_id = state["host_id"]
+        self.states[host_id] = state
+        self.table[host_id.encode()] = orjson.dumps(state)
+
     # --- input ------------------------------------------------------------------
     async def _consume(self, stream: Any) -> None:
         async for events in stream.take_events(self.batch_max, within=self.batch_within_s):
             dirty: dict[str, dict[str, Any]] = {}
             for event in events:
                 await self._handle(event, dirty)
-            for host_id, state in dirty.items():
-                self.table[host_id] = state  # one changelog write per host per batch
+            for state in dirty.values():
+                self.put(state)  # one changelog write per host per batch
             self.stats["batches"] += 1
 
     async def _handle(self, event: Any, dirty: dict[str, dict[str, Any]]) -> None:
@@ -128,13 +132,13 @@ class Processor:
         try:
             record, schema = decode(msg.topic, value)
             host_id = record["host_id"]
-            state = dirty.get(host_id) or self.table.get(host_id) or new_state(host_id)
+            state = dirty.get(host_id) or self.get(host_id) or new_state(host_id)
             try:
                 self.engine.ingest(state, record, schema, value, msg.headers, now_us)
             except Rejection as rej:
                 if rej.check != "key_pinning" or state["key"] is not None or not await self._await_pin(host_id):
                     raise
-                state = self.table.get(host_id) or state
+                state = self.get(host_id) or state
                 self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
             dirty[host_id] = state
             self.stats["accepted"] += 1
@@ -150,7 +154,7 @@ class Processor:
         """Wait (once per host, bounded) for the host's inventory: the topics are consumed independently."""
         first = self.unknown_since.setdefault(host_id, time.monotonic())
         while time.monotonic() - first < self.cfg.unknown_host_grace_s:
-            state = self.table.get(host_id)
+            state = self.get(host_id)
             if state is not None and state["key"] is not None:
                 self.unknown_since.pop(host_id, None)
                 return True
@@ -176,18 +180,23 @@ class Processor:
         if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
             return  # acting on half-restored state could re-issue a proof seq
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == "hm.usage.v1"}
+        if not self.ready:
+            self.ready = True  # tests and operators wait for this line
+            log.warning("ready: %d of %d partitions assigned, %d hosts restored", len(assigned), self.partitions,
+                        len(self.table))
         now_us = int(time.time() * 1e6)
         sending: list[tuple[str, dict[str, Any], int]] = []
-        for host_id in list(self.table.keys()):
+        for key in list(self.table.keys()):
+            host_id = key.decode()
             if not self._owned(host_id, assigned):
                 continue
-            state = self.table[host_id]
+            state = self.get(host_id)
             if state is None:
                 continue
             due = self.engine.next_due_us(state)
             if due is not None and due <= now_us:  # an open window has ended
                 if self.engine.close_due(state, now_us, self.signer):
-                    self.table[host_id] = state
+                    self.put(state)
             if state["outbox"]:
                 sending.append((host_id, state, len(state["outbox"])))
         if not sending:
@@ -202,7 +211,7 @@ class Processor:
                 futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
                                                               partition=p))
         await asyncio.gather(*futures)
-        for host_id, state, n in sending:
+        for _host_id, state, n in sending:
             del state["outbox"][:n]
-            self.table[host_id] = state
+            self.put(state)
         self.stats["emitted"] += len(futures)

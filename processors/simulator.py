@@ -167,8 +167,7 @@ def bad_record(kind: str, host: SimHost, now_us: int, other: SimHost | None = No
         return host.message("hm.usage.v1", host.usage(now_us - 2 * 86_400 * 1_000_000))
     if kind == "counter_regression":
         rec = host.usage(now_us)
-        rec["disk"]["read_bytes"] = 1.0
-        host.counters["read"] = 1.0
+        rec["disk"]["read_bytes"] = 1.0  # this record only: the host's next samples are fine again
         return host.message("hm.usage.v1", rec)
     if kind == "over_capacity":
         rec = host.usage(now_us)
@@ -189,6 +188,7 @@ class SimStats:
     inventory: int = 0
     bad: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    sent_bad: list[tuple[str, bytes]] = field(default_factory=list)  # (kind, value bytes) of each bad record
 
 
 async def run(settings: Any, *, hosts: int, rate: float, duration_s: float | None, ebpf: bool = False,
@@ -254,7 +254,9 @@ async def run(settings: Any, *, hosts: int, rate: float, duration_s: float | Non
                 last_ebpf_tick = tick
             if bad_plan and tick and tick % bad_every == 0:
                 kind = bad_plan.pop(0)
-                await send(bad_record(kind, sims[0], int(time.time() * 1e6), other=sims[-1]))
+                msg = bad_record(kind, sims[0], int(time.time() * 1e6), other=sims[-1])
+                stats.sent_bad.append((kind, msg[2]))
+                await send(msg)
                 stats.bad[kind] = stats.bad.get(kind, 0) + 1
             tick += 1
             if time.monotonic() - last_report >= 1.0:
