@@ -158,25 +158,36 @@ def test_vpd_never_raises():
     run()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("garbled") / "root"
+    shutil.copytree(MACHINES / "bond-vlan-nics" / "root", root, symlinks=True)
+    return root
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_garbled_tree_never_raises(tmp_path_factory, data):
-    """Copy a machine, overwrite some files with garbage or truncate them: build_inventory
-    still returns a body, with the damage showing as None/missing, never an exception."""
-    tree = tmp_path_factory.mktemp("garbled") / "root"
-    shutil.copytree(MACHINES / "bond-vlan-nics" / "root", tree, symlinks=True)
+def test_garbled_tree_never_raises(tree, data):
+    """Damage some files of a machine tree (cut, garbage, empty, deleted): build_inventory
+    still returns a body, with the damage showing as None/missing, never an exception.
+    The files are restored after each example."""
     files = sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
-    for path in data.draw(st.lists(st.sampled_from(files), max_size=25, unique=True)):
-        original = path.read_bytes()
-        mode = data.draw(st.sampled_from(["cut", "garbage", "empty", "delete"]))
-        if mode == "cut":
-            path.write_bytes(original[: data.draw(st.integers(0, max(len(original) - 1, 0)))])
-        elif mode == "garbage":
-            path.write_bytes(data.draw(st.binary(max_size=200)))
-        elif mode == "empty":
-            path.write_bytes(b"")
-        else:
-            path.unlink()
-    body = build_inventory(tree, platform="linux", statvfs=None, nvml=None, netlink=False)
+    damaged = data.draw(st.lists(st.sampled_from(files), max_size=25, unique=True))
+    originals = {path: path.read_bytes() for path in damaged}
+    try:
+        for path, original in originals.items():
+            mode = data.draw(st.sampled_from(["cut", "garbage", "empty", "delete"]))
+            if mode == "cut":
+                path.write_bytes(original[: data.draw(st.integers(0, max(len(original) - 1, 0)))])
+            elif mode == "garbage":
+                path.write_bytes(data.draw(st.binary(max_size=200)))
+            elif mode == "empty":
+                path.write_bytes(b"")
+            else:
+                path.unlink()
+        body = build_inventory(tree, platform="linux", statvfs=None, nvml=None, netlink=False)
+    finally:
+        for path, original in originals.items():
+            path.write_bytes(original)
     assert set(body) >= {"cpu", "memory", "gpus", "storage", "network", "system", "missing", "inventory_hash"}
     assert not {"cpu", "memory", "gpus", "storage", "network", "system"} & set(body["missing"]), body["missing"]
