@@ -54,8 +54,11 @@ def make_value(size: int, host_id: str) -> bytes:
     return orjson.dumps(base)
 
 
+PRODUCER_OVERRIDES: dict = {}
+
+
 async def drain(settings, spool: Spool, until: int, *, appender=None) -> float:
-    pub = Publisher(settings, spool)
+    pub = Publisher(settings, spool, producer_overrides=PRODUCER_OVERRIDES)
     pub.start()
     t0 = time.perf_counter()
     task = asyncio.create_task(appender(pub)) if appender else None
@@ -136,7 +139,10 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=500_000)
     ap.add_argument("--size", type=int, action="append", help="record value size in bytes (repeatable); "
                     "default 256 and 2048 (about one usage record)")
+    ap.add_argument("--linger-ms", type=int, help="producer linger.ms override (default: the factory's)")
     args = ap.parse_args()
+    if args.linger_ms is not None:
+        PRODUCER_OVERRIDES["linger_ms"] = args.linger_ms
     import logging
 
     logging.basicConfig(level=os.environ.get("HMTEL_LOG_LEVEL", "WARNING"))

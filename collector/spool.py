@@ -91,26 +91,35 @@ def encode_record(topic: str, key: bytes, value: bytes, headers: Headers) -> byt
     return b"".join(parts)
 
 
-def decode_record(index: int, payload: bytes | memoryview) -> Entry:
-    mv = memoryview(payload)
-    pos = 0
-    tlen = mv[pos]
-    topic = bytes(mv[pos + 1:pos + 1 + tlen]).decode()
-    pos += 1 + tlen
-    (klen,) = struct.unpack_from("<H", mv, pos)
-    key = bytes(mv[pos + 2:pos + 2 + klen])
-    pos += 2 + klen
-    nh = mv[pos]
-    pos += 1
+def decode_record(index: int, data: bytes, start: int = 0, end: int | None = None) -> Entry:
+    """The record whose payload is ``data[start:end]`` (plain indexing: this is the replay hot path)."""
+    end = len(data) if end is None else end
+    tlen = data[start]
+    p = start + 1 + tlen
+    topic_b = data[start + 1:p]
+    topic = _TOPICS.get(topic_b)
+    if topic is None:
+        topic = _TOPICS[topic_b] = topic_b.decode()
+    klen = data[p] | data[p + 1] << 8
+    key = data[p + 2:p + 2 + klen]
+    p += 2 + klen
+    nh = data[p]
+    p += 1
     headers: Headers = []
     for _ in range(nh):
-        nlen = mv[pos]
-        name = bytes(mv[pos + 1:pos + 1 + nlen]).decode()
-        pos += 1 + nlen
-        (vlen,) = struct.unpack_from("<H", mv, pos)
-        headers.append((name, bytes(mv[pos + 2:pos + 2 + vlen])))
-        pos += 2 + vlen
-    return Entry(index, topic, key, bytes(mv[pos:]), headers)
+        nlen = data[p]
+        name_b = data[p + 1:p + 1 + nlen]
+        name = _TOPICS.get(name_b)
+        if name is None:
+            name = _TOPICS[name_b] = name_b.decode()
+        p += 1 + nlen
+        vlen = data[p] | data[p + 1] << 8
+        headers.append((name, data[p + 2:p + 2 + vlen]))
+        p += 2 + vlen
+    return Entry(index, topic, key, data[p:end], headers)
+
+
+_TOPICS: dict[bytes, str] = {}  # interned topic and header names (a handful per agent)
 
 
 def frame(kind: int, index: int, payload: bytes) -> bytes:
@@ -118,9 +127,14 @@ def frame(kind: int, index: int, payload: bytes) -> bytes:
     return FRAME_HEAD.pack(MAGIC, len(body), zlib.crc32(body)) + body
 
 
+_FULL_HEAD = struct.Struct("<4sIIBQ")  # FRAME_HEAD + BODY_HEAD in one unpack
+_PAYLOAD_AT = FRAME_HEAD.size + BODY_HEAD.size
+
+
 @dataclass
 class ScanResult:
-    frames: list[tuple[int, int, int, memoryview]] = field(default_factory=list)  # (offset, kind, index, payload)
+    # (frame offset, kind, index, payload start, payload end), positions in the scanned bytes
+    frames: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     consumed: int = 0  # bytes up to the end of the last complete frame (or skipped garbage)
     skipped: int = 0  # garbage bytes skipped while resyncing
 
@@ -129,41 +143,41 @@ def scan(data: bytes, *, final: bool) -> ScanResult:
     """Parse frames from ``data``. Garbage between frames is skipped to the next valid
     frame. An incomplete frame at the end stops the scan (``final``: it is garbage)."""
     res = ScanResult()
+    frames = res.frames
     mv = memoryview(data)
     pos, n = 0, len(data)
     head = FRAME_HEAD.size
-    while pos + head <= n:
-        magic, length, crc = FRAME_HEAD.unpack_from(data, pos)
+    unpack = _FULL_HEAD.unpack_from
+    crc32 = zlib.crc32
+    while pos + _PAYLOAD_AT <= n:
+        magic, length, crc, kind, index = unpack(data, pos)
+        end = pos + head + length
         if magic == MAGIC and BODY_HEAD.size <= length <= MAX_FRAME:
-            end = pos + head + length
             if end > n:
                 if not final:
                     break  # the rest arrives with the next chunk
-            else:
-                body = mv[pos + head:end]
-                if zlib.crc32(body) == crc:
-                    kind, index = BODY_HEAD.unpack_from(body)
-                    res.frames.append((pos, kind, index, body[BODY_HEAD.size:]))
-                    pos = end
-                    res.consumed = pos
-                    continue
+            elif crc32(mv[pos + head:end]) == crc:
+                frames.append((pos, kind, index, pos + _PAYLOAD_AT, end))
+                pos = end
+                continue
         # Not a valid frame here: resync at the next magic.
         nxt = data.find(MAGIC, pos + 1)
         if nxt < 0:
             if final:
                 res.skipped += n - pos
-                res.consumed = n
+                pos = n
             else:  # keep the last bytes: they may start a magic split across chunks
                 keep = max(pos, n - len(MAGIC) + 1)
                 res.skipped += keep - pos
-                res.consumed = keep
+                pos = keep
+            res.consumed = pos
             return res
         res.skipped += nxt - pos
         pos = nxt
-        res.consumed = pos
     if final and pos < n:
         res.skipped += n - pos
-        res.consumed = n
+        pos = n
+    res.consumed = pos
     return res
 
 
@@ -224,15 +238,15 @@ class Spool:
         seg.end = seg.first
         expect = seg.first
         lost = 0
-        for off, kind, index, payload in res.frames:
+        for _off, kind, index, pstart, pend in res.frames:
             if kind == KIND_CHECKPOINT:
-                seg.checkpoint = (index, bytes(payload))
+                seg.checkpoint = (index, data[pstart:pend])
             elif kind == KIND_RECORD:
                 if index > expect:
                     lost += index - expect
                 expect = index + 1
                 seg.end = index + 1
-            seg.size = off + FRAME_HEAD.size + BODY_HEAD.size + len(payload)
+            seg.size = pend
         if res.skipped:
             # A damaged region whose records left no index gap (e.g. a torn tail) still lost one.
             lost = max(lost, 1)
@@ -254,9 +268,10 @@ class Spool:
         for seg in self.segments:
             if seg.end <= index:
                 continue
-            for _off, kind, idx, payload in scan(seg.path.read_bytes(), final=True).frames:
+            data = seg.path.read_bytes()
+            for _off, kind, idx, pstart, pend in scan(data, final=True).frames:
                 if kind == KIND_RECORD and idx >= index:
-                    yield decode_record(idx, payload)
+                    yield decode_record(idx, data, pstart, pend)
 
     # -- state file ----------------------------------------------------------
     @property
@@ -411,14 +426,14 @@ class Spool:
                 (length,) = struct.unpack_from("<I", data, 4)
                 data = os.pread(fd, FRAME_HEAD.size + length, self._read_off)
                 res = scan(data, final=True)
-            for off, kind, index, payload in res.frames:
+            for _off, kind, index, pstart, pend in res.frames:
                 if kind != KIND_RECORD or index < self._expect:
                     continue  # checkpoints, and records already acked (after a rewind)
-                out.append(decode_record(index, payload))
-                size += len(payload)
+                out.append(decode_record(index, data, pstart, pend))
+                size += pend - pstart
                 self._expect = index + 1
                 if len(out) >= max_records or size >= max_bytes:
-                    self._read_off += off + FRAME_HEAD.size + BODY_HEAD.size + len(payload)
+                    self._read_off += pend
                     break
             else:
                 self._read_off += res.consumed

@@ -34,7 +34,8 @@ def test_scan_skips_garbage_between_frames():
     bad = bytearray(frame(KIND_RECORD, 9, b"bad"))
     bad[-1] ^= 0xFF  # crc mismatch
     res = scan(good1 + b"junk" + bytes(bad) + good2, final=True)
-    assert [(i, bytes(p)) for _o, _k, i, p in res.frames] == [(0, b"one"), (1, b"two")]
+    data = good1 + b"junk" + bytes(bad) + good2
+    assert [(i, data[a:b]) for _o, _k, i, a, b in res.frames] == [(0, b"one"), (1, b"two")]
     assert res.skipped == 4 + len(bad)
 
 
