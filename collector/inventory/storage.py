@@ -8,8 +8,8 @@ tests substitute it at that edge.
 """
 from __future__ import annotations
 
-import os
 import re
+import threading
 from typing import Any, Callable
 
 from collector.inventory.hostfs import HostFS, parse_int
@@ -29,6 +29,7 @@ PSEUDO_FS = {
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.glusterfs",
               "lustre", "beegfs", "gpfs", "fuse.sshfs", "fuse.s3fs", "9p", "virtiofs", "afs"}
 SHARED_FROM_HYPERVISOR = {"9p", "virtiofs"}
+NETWORK_STATVFS_TIMEOUT_S = 2.0
 
 VIRTUAL_DRIVERS = {"virtio_blk", "xen-blkfront", "xen_blkfront", "vbd"}
 VIRTUAL_CONTROLLERS = {"virtio_scsi", "virtio-pci", "hv_storvsc", "vmw_pvscsi", "xen-scsifront"}
@@ -252,7 +253,7 @@ def _filesystems(fs: HostFS, disks: dict[str, dict[str, Any]],
             "disk": disk, "fstype": fstype, "read_only": "ro" in m["options"], "type": kind,
             "total_bytes": None, "used_bytes": None, "available_bytes": None, "usage_percent": None,
         }
-        entry.update(_capacity(fs, m["mount_point"], statvfs))
+        entry.update(_capacity(fs, m["mount_point"], statvfs, timeout_s=NETWORK_STATVFS_TIMEOUT_S if network else None))
         out.append(entry)
     return out
 
@@ -278,13 +279,19 @@ def _block_for(fs: HostFS, major: int, minor: int, disks: dict[str, Any],
     return name, parent if parent in disks else None
 
 
-def _capacity(fs: HostFS, mount_point: str, statvfs: Callable[[str], Any] | None) -> dict[str, Any]:
-    """Capacity as df(1) computes it: used = blocks - bfree; usage over used + bavail."""
+def _capacity(fs: HostFS, mount_point: str, statvfs: Callable[[str], Any] | None,
+              timeout_s: float | None = None) -> dict[str, Any]:
+    """Capacity as df(1) computes it: used = blocks - bfree; usage over used + bavail.
+
+    statvfs on a hard-mounted NFS share whose server is gone blocks forever, so for
+    network filesystems it runs in a daemon thread and is given up after ``timeout_s``.
+    """
     if statvfs is None:
         return {}
+    path = fs.path(mount_point)
     try:
-        st = statvfs(fs.path(mount_point))
-    except OSError:
+        st = statvfs(path) if timeout_s is None else _with_timeout(statvfs, path, timeout_s)
+    except (OSError, TimeoutError):
         fs.note(f"storage.filesystems.{mount_point}")
         return {}
     frsize = st.f_frsize or st.f_bsize
@@ -293,3 +300,22 @@ def _capacity(fs: HostFS, mount_point: str, statvfs: Callable[[str], Any] | None
     avail = st.f_bavail * frsize
     percent = round(used * 100 / (used + avail), 2) if used + avail else 0.0
     return {"total_bytes": total, "used_bytes": used, "available_bytes": avail, "usage_percent": percent}
+
+
+def _with_timeout(fn: Callable[[str], Any], path: str, timeout_s: float) -> Any:
+    result: list[Any] = []
+
+    def call() -> None:
+        try:
+            result.append(fn(path))
+        except OSError as err:
+            result.append(err)
+
+    worker = threading.Thread(target=call, name=f"statvfs {path}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not result:
+        raise TimeoutError(f"statvfs {path} took over {timeout_s} s")
+    if isinstance(result[0], OSError):
+        raise result[0]
+    return result[0]

@@ -91,3 +91,32 @@ def test_network_falls_back_to_sysfs_without_pyroute2(monkeypatch):
                                                       (0x1A03, 0x2000, "Integrated")])
 def test_gpu_types(vendor, device, expected):
     assert gpu.classify(vendor, device, "0000:05:00.0", False) == expected
+
+
+def test_hung_network_statvfs_is_given_up(monkeypatch):
+    """A dead NFS server must not hang the inventory: that mount's capacity goes missing."""
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    from collector.inventory import storage
+
+    monkeypatch.setattr(storage, "NETWORK_STATVFS_TIMEOUT_S", 0.2)
+    release = threading.Event()
+    edges = json.loads((MACHINES / "storage-mix" / "edges.json").read_text())["statvfs"]
+    root = MACHINES / "storage-mix" / "root"
+
+    def statvfs(path):
+        mount = "/" + str(Path(path).relative_to(root)).lstrip(".")
+        if mount == "/mnt/shared":
+            release.wait(10)  # the hung NFS server
+        return SimpleNamespace(**edges[mount.rstrip("/") or "/"])
+
+    fs = HostFS(root)
+    try:
+        out = storage.collect(fs, statvfs)
+    finally:
+        release.set()
+    shared = next(f for f in out["filesystems"] if f["mount_point"] == "/mnt/shared")
+    assert shared["total_bytes"] is None and "storage.filesystems./mnt/shared" in fs.missing
+    assert next(f for f in out["filesystems"] if f["mount_point"] == "/srv/ssd")["total_bytes"] == 983349346304
