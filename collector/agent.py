@@ -25,6 +25,7 @@ spool; Kafka sees only what the spool holds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -232,7 +233,7 @@ class Agent:
         if self._inventory_enabled:
             self._spawn_sampling("inventory", self._inventory_loop)
         for stream in self.streams:
-            self._spawn_sampling(f"stream:{stream.name}", lambda st=stream: st.run(self.emit))
+            self._spawn_sampling(f"stream:{stream.name}", functools.partial(stream.run, self.emit))
         self.supervisor.spawn("publisher", self.publisher.run)
         self.supervisor.spawn("spool-sync", self._sync_loop)
         log.info("collector: host_id %s, boot_id %s, %d polling source(s) [%s], %d stream source(s); "
@@ -347,8 +348,10 @@ class Agent:
             await asyncio.sleep(max(0.0, delay))
 
     async def _inventory_loop(self) -> None:
-        build = self._build_inventory
-        if build is None:
+        build: Callable[[Path], dict[str, Any]]
+        if self._build_inventory is not None:
+            build = self._build_inventory
+        else:
             try:
                 from collector.inventory import build_inventory as build
             except ImportError as err:
