@@ -251,19 +251,40 @@ def _topology(fs: HostFS, online: list[int], info: dict[str, Any]) -> dict[str, 
 
 
 def _hybrid(fs: HostFS, online: list[int]) -> dict[str, Any] | None:
-    """Intel hybrid parts expose a PMU per core type (Linux 5.13+): cpu_core (P) and cpu_atom (E)."""
-    out = {}
+    """The P/E split. Intel hybrid parts expose a PMU per core type (Linux 5.13+): cpu_core
+    (P) and cpu_atom (E). Elsewhere (arm64 big.LITTLE/DynamIQ) the scheduler's per-CPU
+    ``cpu_capacity`` differs by core type: the highest capacity is "performance"."""
+    groups: dict[str, list[int]] = {}
     for name, pmu in (("performance", "cpu_core"), ("efficiency", "cpu_atom")):
-        text = fs.read_line(f"sys/devices/{pmu}/cpus")
-        cpus = parse_cpu_list(text)
-        if not cpus:
-            continue
-        cpus = [c for c in cpus if c in set(online)] or cpus
+        cpus = parse_cpu_list(fs.read_line(f"sys/devices/{pmu}/cpus"))
+        if cpus:
+            groups[name] = [c for c in cpus if c in set(online)] or cpus
+    if not groups:
+        capacity = {c: parse_int(fs.read_line(f"{SYS_CPU}/cpu{c}/cpu_capacity")) for c in online}
+        known = {c: v for c, v in capacity.items() if v is not None}
+        if len(set(known.values())) > 1:
+            top = max(known.values())
+            groups = {"performance": [c for c, v in known.items() if v == top],
+                      "efficiency": [c for c, v in known.items() if v != top]}
+    out = {}
+    for name, cpus in groups.items():
+        text = _cpu_list_text(cpus)
         cores = {fs.read_line(f"{SYS_CPU}/cpu{c}/topology/thread_siblings_list") or str(c) for c in cpus}
         max_mhz = [parse_khz(fs.read_line(f"{SYS_CPU}/cpu{c}/cpufreq/cpuinfo_max_freq")) for c in cpus]
-        known = [m for m in max_mhz if m is not None]
-        out[name] = {"cpus": text, "threads": len(cpus), "cores": len(cores), "max_freq_mhz": max(known) if known else None}
+        maxes = [m for m in max_mhz if m is not None]
+        out[name] = {"cpus": text, "threads": len(cpus), "cores": len(cores), "max_freq_mhz": max(maxes) if maxes else None}
     return out or None
+
+
+def _cpu_list_text(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (the kernel's list format)."""
+    parts: list[str] = []
+    for c in sorted(cpus):
+        if parts and parts[-1].split("-")[-1] == str(c - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{c}"
+        else:
+            parts.append(str(c))
+    return ",".join(parts)
 
 
 def _frequency(fs: HostFS, model: str | None) -> dict[str, Any]:

@@ -7,7 +7,11 @@ its configuration do not:
 - readings: memory available/free/swap free; filesystem used/available/usage;
 - link state: network operstate, speed and duplex (renegotiated), addresses
   (DHCP renewals, IPv6 temporary addresses);
-- per-boot values: system.boot_id (the record carries boot_id anyway);
+- per-boot values: system.boot_id (the record carries boot_id anyway) and interface
+  indexes;
+- things containers create and destroy all day: veth, tun/tap and other unnamed
+  virtual links (network.interfaces[] of kind veth/tun/tap/virtual) and loop devices
+  (storage.block_devices[] named loop*), so a container start is not a new inventory;
 - derived parts: ``hypermesh`` (a projection of the native sections plus readings)
   and ``missing`` (a field that goes missing already changes to None).
 
@@ -23,10 +27,11 @@ from typing import Any
 import orjson
 
 SECTIONS = ("source", "cpu", "memory", "gpus", "storage", "network", "system")
+EPHEMERAL_LINK_KINDS = {"veth", "tun", "tap", "virtual"}
 VOLATILE = {
     "memory": ("available_bytes", "free_bytes", "swap_free_bytes"),
     "storage.filesystems[]": ("used_bytes", "available_bytes", "usage_percent"),
-    "network.interfaces[]": ("operstate", "speed_mbps", "duplex", "addresses"),
+    "network.interfaces[]": ("operstate", "speed_mbps", "duplex", "addresses", "index"),
     "system": ("boot_id",),
 }
 
@@ -34,6 +39,14 @@ VOLATILE = {
 def canonical(body: dict[str, Any]) -> bytes:
     """The bytes the hash is taken over (useful to diff two hosts' inventories)."""
     stable = copy.deepcopy({k: body.get(k) for k in SECTIONS})
+    network = stable.get("network")
+    if isinstance(network, dict) and isinstance(network.get("interfaces"), list):
+        network["interfaces"] = [i for i in network["interfaces"]
+                                 if not (isinstance(i, dict) and i.get("kind") in EPHEMERAL_LINK_KINDS)]
+    storage = stable.get("storage")
+    if isinstance(storage, dict) and isinstance(storage.get("block_devices"), list):
+        storage["block_devices"] = [d for d in storage["block_devices"]
+                                    if not (isinstance(d, dict) and str(d.get("name", "")).startswith("loop"))]
     for path, fields in VOLATILE.items():
         for obj in _select(stable, path):
             for field in fields:

@@ -125,10 +125,13 @@ def collect(fs: HostFS, statvfs: Callable[[str], Any] | None = None) -> dict[str
         disk = _block_device(fs, name)
         if disk is not None:
             disks[name] = disk
-    for disk in disks.values():  # dm/md take the type of their members
-        slaves = [s for s in disk.pop("_slaves") if s in disks]
-        if slaves and disk["type"] == "virtual" and disk["name"].startswith(("dm-", "md")):
-            kinds = [disks[s]["type"] for s in slaves]
+    owner = {p["name"]: d["name"] for d in disks.values() for p in d["partitions"]}
+    for disk in disks.values():
+        disk["members"] = sorted({owner.get(s, s) for s in disk.pop("_slaves")})
+    for disk in sorted(disks.values(), key=lambda d: d["name"].startswith("dm-")):  # md before dm (LVM on RAID)
+        kinds = [disks[m]["type"] for m in disk["members"] if m in disks]
+        if kinds and disk["name"].startswith(("dm-", "md")):
+            # LVM, dm-crypt, md RAID: the kind of what they are built on (slaves are often partitions).
             disk["type"] = classify(disk["name"], None, None, None, None, None, kinds)
     filesystems = _filesystems(fs, disks, statvfs)
     return {"block_devices": list(disks.values()), "filesystems": filesystems}
@@ -157,6 +160,7 @@ def _block_device(fs: HostFS, name: str) -> dict[str, Any] | None:
     return {
         "name": name,
         "dev": dev,
+        "dm_name": fs.read_line(f"{d}/dm/name") if name.startswith("dm-") else None,  # e.g. vg0-root
         "model": model,
         "vendor": vendor if vendor and not vendor.startswith("0x") else None,
         "serial": _serial(fs, d, dev),

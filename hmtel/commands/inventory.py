@@ -95,7 +95,7 @@ def render_table(body: dict[str, Any]) -> str:
     lines.append("           cache " + ", ".join(
         f"{name.upper()} {_size(c['size_bytes'])} x{c['instances']}" for name, c in cache.items() if c))
     lines.append(f"           simd {_v(cpu.get('avx_level'))}, x86-64 {_v(cpu.get('x86_64_level'))}, "
-                 f"virtualisation {_v(cpu.get('virtualization'))}")
+                 f"virtualisation {cpu.get('virtualization') or 'none'}")
     lines.append(f"memory     {_size(mem.get('total_bytes'))}, swap {_size(mem.get('swap_total_bytes'))}, "
                  f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
     for g in body.get("gpus") or []:

@@ -68,6 +68,11 @@ def test_hash_ignores_volatile_fields_and_sees_hardware():
     moved["network"]["interfaces"][1]["operstate"] = "down"
     moved["system"]["boot_id"] = "00000000-0000-0000-0000-000000000000"
     moved["hypermesh"]["memory"]["used_bytes"] = 1
+    # Containers come and go: a veth and a loop device are not a new inventory.
+    moved["network"]["interfaces"].append({"name": "veth1a2b", "kind": "veth", "mac": "02:42:ac:11:00:02", "index": 99})
+    moved["storage"]["block_devices"].append({"name": "loop7", "type": "virtual", "size_bytes": 4096})
+    for iface in moved["network"]["interfaces"]:
+        iface["index"] = (iface["index"] or 0) + 100  # ifindexes are handed out per boot
     assert hashing.inventory_hash(moved) == base
     for change in (lambda b: b["memory"].__setitem__("total_bytes", 1),
                    lambda b: b["storage"]["block_devices"].pop(),

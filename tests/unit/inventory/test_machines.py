@@ -59,7 +59,9 @@ def test_storage_mix_types(built):
     inv = built["storage-mix"]
     kinds = {d["name"]: (d["type"], d["rotational"]) for d in inv["storage"]["block_devices"]}
     assert kinds == {"nvme0n1": ("nvme", False), "sda": ("ssd", False), "sdb": ("hdd", True),
-                     "sdc": ("network", True), "vda": ("virtual", True)}
+                     "sdc": ("network", True), "vda": ("virtual", True), "dm-0": ("hdd", True)}
+    lvm = _by(inv["storage"]["block_devices"], "name", "dm-0")
+    assert (lvm["dm_name"], lvm["members"]) == ("vg_archive-lv_archive", ["sdb"])  # slave sdb1 -> its disk
     assert _by(inv["storage"]["block_devices"], "name", "sda")["serial"] == "S6PTNM0T612345X"  # from VPD page 0x80
     mounts = {f["mount_point"]: f["type"] for f in inv["storage"]["filesystems"]}
     assert mounts["/mnt/shared"] == "network" and mounts["/srv/archive"] == "hdd"
