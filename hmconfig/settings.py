@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle that signs the brokers' certificates (SSL and SASL_SSL).")
     kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate, for brokers that require client TLS auth.")
     kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of kafka_ssl_certfile.")
+    broker_tls_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="`hmtel broker start --secure`: port of the mutual-TLS listener (default broker_port + 2); "
+        "the SASL_SSL listener takes broker_port.")
 
     # --- local broker (development and CI) -------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535, description="Port of the local broker's client listener.")

@@ -16,12 +16,20 @@ def topics() -> None:
 
 
 @topics.command()
+@click.option("--acls", is_flag=True,
+              help="Also create the role ACLs (hmconfig/acls.py: collector, processor, validator, dashboard); "
+              "run as a super user against a broker with an authorizer (`hmtel broker start --secure`, user admin).")
 @pass_ctx
-def ensure(ctx: Context) -> None:
+def ensure(ctx: Context, acls: bool) -> None:
     """Create missing topics and fix drifted configs. Safe to run any number of times."""
     changes = asyncio.run(ensure_topics(ctx.settings()))
     for change in changes:
         click.echo(f"{change.name:24} {change.action:18} {change.detail}".rstrip())
+    if acls:
+        from hmconfig.acls import ensure_acls
+
+        for action, binding in asyncio.run(ensure_acls(ctx.settings())):
+            click.echo(f"acl {action:8} {binding}")
 
 
 @topics.command("list")
