@@ -84,7 +84,11 @@ def cases(only: str | None) -> list[tuple[str, dict[str, Any], Any, Any]]:
         if valid and invalid:
             # The largest valid example is the most realistic load.
             big = max(valid, key=lambda p: p.stat().st_size)
-            found.append((name, schemas.schema(name), json.loads(big.read_text()), json.loads(invalid[-1].read_text())))
+            # The invalid example failing deepest shows best how each library reports a path.
+            rs = jsonschema_rs.validator_for(schemas.schema(name))
+            docs = [json.loads(p.read_text()) for p in invalid]
+            deepest = max(docs, key=lambda d: max((len(e.instance_path) for e in rs.iter_errors(d)), default=-1))
+            found.append((name, schemas.schema(name), json.loads(big.read_text()), deepest))
     if not found:
         found.append(("fallback usage-like", FALLBACK_SCHEMA, *fallback_records()))
     return found
@@ -132,7 +136,7 @@ def rs_path(validator: Any, obj: Any) -> str:
     try:
         validator.validate(obj)
     except jsonschema_rs.ValidationError as err:
-        return "$" + "".join(f"[{p}]" if isinstance(p, int) else f"[{json.dumps(p)}]" for p in err.instance_path)
+        return schemas.json_path(list(err.instance_path))
     return "(no error)"
 
 
