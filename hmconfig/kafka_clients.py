@@ -161,6 +161,10 @@ async def start_with_retry(factory: Callable[[], C], settings: Settings, *, what
             return client
         except (KafkaError, OSError) as err:
             refused = _auth_refusal(err)
+            if refused is None and settings.kafka_security_protocol != "PLAINTEXT":
+                # aiokafka logs the TLS/SASL cause of a failed bootstrap and raises a bare
+                # KafkaConnectionError; one direct connection recovers the cause.
+                refused = await _probe_refusal(settings)
             if refused:
                 await _quiet_stop(client)
                 raise BrokerAuthFailed(f"{what}: {settings.bootstrap} refused us: {refused}") from None
@@ -190,6 +194,19 @@ def _auth_refusal(err: BaseException) -> str | None:
         if isinstance(seen, ssl.SSLError):
             return f"TLS handshake failed ({seen.reason}); check kafka_security_protocol and the kafka_ssl_* files"
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+async def _probe_refusal(settings: Settings) -> str | None:
+    from aiokafka.conn import create_conn
+
+    host, _, port = settings.bootstrap.split(",")[0].rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=5000, **security_config(settings)), 10)
+    except (KafkaError, OSError, asyncio.TimeoutError) as err:
+        return _auth_refusal(err)
+    conn.close()
     return None
 
 
