@@ -99,8 +99,9 @@ def render_table(body: dict[str, Any]) -> str:
     lines.append(f"memory     {_size(mem.get('total_bytes'))}, swap {_size(mem.get('swap_total_bytes'))}, "
                  f"{len(mem.get('numa_nodes') or [])} NUMA node(s)")
     for g in body.get("gpus") or []:
-        lines.append(f"gpu        {g['pci_address']}  {_v(g.get('vendor'))} {_v(g.get('model'))} "
-                     f"[{g.get('gpu_type')}, driver {_v(g.get('driver'))}, mem {_size(g.get('memory_bytes'))}]")
+        mem = f", {_size(g['memory_bytes'])}" if g.get("memory_bytes") else ""
+        lines.append(f"gpu        {g['pci_address']}  {_v(g.get('model'))} "
+                     f"[{_v(g.get('vendor'))}, {g.get('gpu_type')}, driver {_v(g.get('driver'))}{mem}]")
     if not body.get("gpus"):
         lines.append("gpu        none")
     storage = body.get("storage") or {}
