@@ -13,6 +13,7 @@ Labels:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -61,15 +62,18 @@ def agreement(a: float, b: float) -> float:
     return 1.0 if hi <= 0 else max(0.0, min(a, b)) / hi
 
 
+_CPU_LINE = re.compile(r"^cpu (.*)$", re.M)
+
+
 def proc_stat_busy_ns(text: str, clk_tck: int = 100) -> int:
     """Busy nanoseconds, all CPUs, from the ``cpu`` line of /proc/stat:
     user+nice+system+irq+softirq+steal (guest time is already inside user/nice)."""
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            f = [int(x) for x in line.split()[1:]]
-            f += [0] * (8 - len(f))
-            busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
-            return busy * 1_000_000_000 // clk_tck
+    match = _CPU_LINE.search(text)  # the first line; do not split the whole (long) file
+    if match:
+        f = [int(x) for x in match.group(1).split()]
+        f += [0] * (8 - len(f))
+        busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
+        return busy * 1_000_000_000 // clk_tck
     raise ValueError("no aggregate 'cpu ' line in /proc/stat")
 
 

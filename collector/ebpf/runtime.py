@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.ebpf.cache import AttachCache
 from collector.ebpf.decoders import Decoders, proc_stat_busy_ns
-from collector.ebpf.loader import LoadedProgram, load_program, read_program
+from collector.ebpf.loader import LoadedProgram, load_program, read_program, release_compiler_memory
 from collector.ebpf.snapshot import Reading, build_body
 from collector.ebpf.spec import PROGRAMS, load_spec
 
@@ -25,6 +26,7 @@ class Runtime:
     host_root: Path = Path("/")
     interval_s: float = 5.0
     syscalls_top_n: int = 20
+    state_dir: Path | None = None  # where the attach cache lives; None: no cache
     loaded: dict[str, LoadedProgram] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # program -> why it did not load
     load_s: float = 0.0
@@ -33,6 +35,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.decoders = Decoders(self.host_root)
         self._clk_tck = os.sysconf("SC_CLK_TCK")
+        self.cache = AttachCache.for_host(self.state_dir, self.host_root)
 
     def load(self, programs: list[str] | tuple[str, ...] = PROGRAMS) -> None:
         """Compile and attach ``programs`` one after another: libbcc 0.26 segfaults
@@ -40,13 +43,14 @@ class Runtime:
         started = time.monotonic()
         for name in programs:
             try:
-                loaded = load_program(load_spec(name), host_root=self.host_root)
+                loaded = load_program(load_spec(name), host_root=self.host_root, cache=self.cache)
             except Exception as err:  # noqa: BLE001 - one program's failure must not stop the others
                 self.failed[name] = str(err)
                 log.warning("ebpf %s not loaded: %s", name, err)
                 continue
             self.loaded[name] = loaded
             self._last[name] = self.read(loaded)
+        release_compiler_memory()
         self.load_s = time.monotonic() - started
 
     def _busy_ns(self) -> int | None:

@@ -42,7 +42,8 @@ class EbpfSource:
 
         from collector.ebpf.runtime import Runtime
 
-        runtime = Runtime(host_root=s.host_root, interval_s=s.ebpf_interval_s, syscalls_top_n=s.ebpf_syscalls_top_n)
+        runtime = Runtime(host_root=s.host_root, interval_s=s.ebpf_interval_s, syscalls_top_n=s.ebpf_syscalls_top_n,
+                          state_dir=s.state_dir)
         try:
             await asyncio.to_thread(runtime.load, tuple(s.ebpf_programs))
             self.failed = dict(runtime.failed)

@@ -58,7 +58,8 @@ def ebpf(ctx: Context, mode: str | None, dump: str | None, as_json: bool, progra
 
     names = [p.strip() for p in programs.split(",") if p.strip()] if programs else list(settings.ebpf_programs)
     wait_s = interval if interval is not None else settings.ebpf_interval_s
-    runtime = Runtime(host_root=settings.host_root, interval_s=wait_s, syscalls_top_n=settings.ebpf_syscalls_top_n)
+    runtime = Runtime(host_root=settings.host_root, interval_s=wait_s, syscalls_top_n=settings.ebpf_syscalls_top_n,
+                      state_dir=settings.state_dir)
     try:
         runtime.load(names)
         if not runtime.loaded:
