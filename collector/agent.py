@@ -54,6 +54,9 @@ TOPIC_FOR_SCHEMA = {t.value: t.name for t in TOPICS if t.value}
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 60.0
 HEALTHY_AFTER_S = 60.0  # a task that ran this long before failing restarts from the first backoff step
+# Kafka's default message.max.bytes is ~1 MiB per batch; one bigger record would be refused
+# forever and block every record behind it in the spool, so it is refused here instead.
+MAX_RECORD_BYTES = 900 * 1024
 
 
 class AgentError(HmtelError):
@@ -300,6 +303,9 @@ class Agent:
                   "ts": time.time_ns() // 1000}
         record.update(body)
         value = orjson.dumps(record)  # a body that cannot be encoded must not use up a seq
+        if len(value) > MAX_RECORD_BYTES:
+            raise AgentError(f"{schema} record of {len(value)} bytes is over the {MAX_RECORD_BYTES}-byte limit; "
+                             f"not spooled")
         self.seqs.next(self.host_id, schema)
         index = self.spool.append(topic, self.host_key, value, self.key.sign(schema, value))
         if self.settings.spool_fsync_interval_ms == 0:

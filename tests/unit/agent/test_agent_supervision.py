@@ -102,3 +102,16 @@ async def test_start_and_stop_are_idempotent_and_seq_resumes(tmp_path):
     again = Agent(_settings(tmp_path), polling_sources=[GoodSource()], stream_sources=[], inventory=False)
     async with again:
         assert again.seqs.peek(again.host_id, "hm.usage.v1") == taken
+
+
+async def test_oversized_record_is_refused_without_using_a_seq(tmp_path):
+    import pytest
+
+    from collector.agent import AgentError
+
+    agent = Agent(_settings(tmp_path), polling_sources=[], stream_sources=[], inventory=False)
+    async with agent:
+        with pytest.raises(AgentError, match="over the"):
+            await agent.emit("hm.ebpf.v1", {"blob": "x" * (1 << 20)})
+        await agent.emit("hm.ebpf.v1", {"program": "net"})
+        assert agent.seqs.peek(agent.host_id, "hm.ebpf.v1") == 1
