@@ -156,6 +156,42 @@ def bench_per_event(events: int, rounds: int = 5) -> None:
     print("  added = probe run time + the syscall slow path the kernel takes while any sys_enter probe is on")
 
 
+# --- 2a. probe cost by program -------------------------------------------------
+
+def bench_probe_cost(seconds: float) -> None:
+    """Kernel-side CPU of each program's probes at the machine's current activity."""
+    runtime = Runtime()
+    runtime.load(PROGRAMS)
+    stats = Path("/proc/sys/kernel/bpf_stats_enabled")
+    before = stats.read_text().strip()
+    stats.write_text("1")
+    try:
+        def sample() -> dict[str, tuple[int, int]]:
+            out = {}
+            for name, loaded in runtime.loaded.items():
+                runs = [fdinfo_stats(fn.fd) for fn in loaded.bpf.funcs.values()]
+                out[name] = (sum(t for t, _ in runs), sum(c for _, c in runs))
+            return out
+        a, sw0, t0 = sample(), ctxt(), time.monotonic()
+        time.sleep(seconds)
+        b, sw1, t1 = sample(), ctxt(), time.monotonic()
+    finally:
+        stats.write_text(before)
+        runtime.close()
+    wall = t1 - t0
+    rows = []
+    for name in runtime_names(a):
+        ns, cnt = b[name][0] - a[name][0], b[name][1] - a[name][1]
+        rows.append([name, round(cnt / wall), ns / max(cnt, 1), ns / 1e9 / wall * 100])
+    rows.append(["all", round(sum(r[1] for r in rows)), 0.0, sum(r[3] for r in rows)])
+    table(f"BPF probe CPU by program over {seconds:.0f} s ({(sw1 - sw0) / wall:.0f} ctxsw/s on the machine)",
+          ["program", "probe runs/s", "ns/run", "% of a core"], rows)
+
+
+def runtime_names(sample: dict[str, tuple[int, int]]) -> list[str]:
+    return [n for n in PROGRAMS if n in sample]
+
+
 # --- 2. agent overhead ---------------------------------------------------------
 
 PINGPONG = r"""
@@ -210,11 +246,11 @@ def ctxt() -> int:
     return 0
 
 
-def run_agent(ebpf: bool, load: bool, seconds: float, warmup: float) -> list[object]:
+def run_agent(ebpf: bool, load: bool, seconds: float, warmup: float, rate: int = 20000) -> list[object]:
     state = Path(tempfile.mkdtemp(prefix="hm-bench-ebpf-"))
     env = {**os.environ, "HMTEL_STATE_DIR": str(state), "HMTEL_METRICS_LISTEN": "",
            "HMTEL_EBPF_ENABLED": "true" if ebpf else "false", "HMTEL_LOG_LEVEL": "WARNING"}
-    gen = subprocess.Popen([sys.executable, "-c", PINGPONG, "12500"]) if load else None
+    gen = subprocess.Popen([sys.executable, "-c", PINGPONG, str(rate)]) if load else None
     agent = subprocess.Popen([sys.executable, "-m", "hmtel", "collect"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=(state / "agent.log").open("wb"))
     try:
@@ -262,6 +298,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="agent measurement window per run")
     parser.add_argument("--warmup", type=float, default=10.0, help="agent warm-up (start-up and eBPF load) per run")
     parser.add_argument("--events", type=int, default=2_000_000, help="getpid() calls per timing")
+    parser.add_argument("--probe-seconds", type=float, default=10.0, help="window of the probe cost by program")
     parser.add_argument("--skip-agent", action="store_true", help="only start-up and per-event cost")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -270,6 +307,7 @@ def main() -> None:
     print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs")
     bench_startup()
     bench_per_event(args.events)
+    bench_probe_cost(args.probe_seconds)
     if not args.skip_agent:
         bench_agent(args.seconds, args.warmup)
 
