@@ -139,9 +139,13 @@ def collect(fs: HostFS, statvfs: Callable[[str], Any] | None = None) -> dict[str
 
 def _block_device(fs: HostFS, name: str) -> dict[str, Any] | None:
     d = f"{SYS_BLOCK}/{name}"
+    if name.startswith(("ram", "sr", "fd")) or fs.read_int(f"{d}/hidden") == 1:
+        # brd RAM disks, optical and floppy drives hold no storage to declare; hidden
+        # devices are NVMe multipath paths (nvme0c0n1) of a namespace listed on its own.
+        return None
     sectors = fs.read_int(f"{d}/size", f"storage.{name}.size_bytes")
-    if name.startswith("ram") or sectors == 0:
-        return None  # brd RAM disks and empty loop/zram/optical devices hold nothing
+    if sectors == 0:
+        return None  # empty loop and zram devices
     devpath = fs.realpath(d) or ""
     rot = fs.read_int(f"{d}/queue/rotational")
     rotational = None if rot is None else rot == 1
