@@ -38,3 +38,10 @@ def test_every_field_is_declared(name):
     body = json.loads((MACHINES / name / "expected.json").read_text())
     missing = sorted({re.sub(r"\[\d+\]", "[]", p) for p in undeclared(schema("hm.inventory.v1"), body)})
     assert missing == []
+
+
+def test_psutil_fallback_fields_are_declared():
+    from collector.inventory import build_inventory
+
+    body = build_inventory(Path("/"), platform="darwin")
+    assert sorted({re.sub(r"\[\d+\]", "[]", p) for p in undeclared(schema("hm.inventory.v1"), body)}) == []
