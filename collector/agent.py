@@ -424,5 +424,12 @@ def run_agent(settings: Settings) -> int:
                 agent.spool.close()
                 log.warning("collector: stop took over %.0f s; spool fsynced, exiting", settings.shutdown_timeout_s)
 
-    asyncio.run(main())
+    # Not asyncio.run(): it waits for the default executor's threads, and one may be busy for
+    # seconds (bcc compiling an eBPF program); the shutdown budget matters more. `hmtel collect`
+    # then leaves with os._exit for the same reason, once the spool is closed.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()  # shuts the executor down without waiting
     return 0

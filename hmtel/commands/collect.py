@@ -1,7 +1,9 @@
 """`hmtel collect`: run the per-host collector agent until SIGTERM or SIGINT."""
 from __future__ import annotations
 
+import os
 import sys
+
 import click
 
 from hmtel.cli import Context, pass_ctx
@@ -45,4 +47,9 @@ def collect(ctx: Context, **flags: object) -> None:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     from collector.agent import run_agent
 
-    sys.exit(run_agent(settings))
+    code = run_agent(settings)
+    # The spool is closed and fsynced; do not wait for worker threads (an eBPF compile in
+    # progress) at interpreter exit: exiting within shutdown_timeout_s is the promise.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)
