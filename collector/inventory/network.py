@@ -7,6 +7,8 @@ from sysfs and procfs. Speed, duplex and driver come from sysfs on both paths.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ipaddress
 from typing import Any
 
@@ -112,9 +114,9 @@ def collect(fs: HostFS, use_netlink: bool | None = None) -> dict[str, Any]:
     source = "sysfs"
     if use_netlink:
         try:
-            interfaces = _from_netlink(fs)
+            interfaces = _netlink_off_loop(fs)
             source = "netlink"
-        except (ImportError, OSError):
+        except (ImportError, OSError, RuntimeError):
             fs.note("network.netlink")
     if interfaces is None:
         interfaces = _from_sysfs(fs)
@@ -171,6 +173,18 @@ def _sysfs_addresses(fs: HostFS, interfaces: list[dict[str, Any]]) -> None:
         iface = by_name.get(row.pop("interface"))
         if iface is not None:
             iface["addresses"].append(row)
+
+
+def _netlink_off_loop(fs: HostFS) -> list[dict[str, Any]]:
+    """pyroute2 0.9's synchronous IPRoute drives its own asyncio loop, which fails with
+    "This event loop is already running" on a thread that runs one; there, the netlink
+    read goes to a short-lived worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _from_netlink(fs)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inventory-netlink") as pool:
+        return pool.submit(_from_netlink, fs).result()
 
 
 def _from_netlink(fs: HostFS) -> list[dict[str, Any]]:

@@ -110,3 +110,12 @@ def test_netlink_and_sysfs_paths_agree_here():
     assert "lo" in common and all(by_netlink[n] == by_sysfs[n] for n in common)
     v4 = lambda src: {(i["name"], a["address"]) for i in src["interfaces"] for a in i["addresses"] if a["family"] == "inet"}
     assert v4(files) <= v4(links)
+
+
+async def test_inventory_from_a_running_event_loop():
+    """The agent may build the inventory on its loop's thread; pyroute2's sync API must not break it."""
+    from collector.inventory import build_inventory
+
+    body = build_inventory("/", nvml=None)
+    assert body["network"]["source"] == "netlink" and "network" not in body["missing"]
+    assert "network.netlink" not in body["missing"]
