@@ -12,6 +12,8 @@ in Python, rather than a JVM start (~3 s) of Kafka's AclCommand plus a kafka-too
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +119,13 @@ async def ensure_acls(settings: Any) -> list[tuple[str, Binding]]:
                 if code:
                     raise AclError(f"creating ACL `{b}` failed: {for_code(code).__name__} {message or ''}".rstrip()
                                    + "; run as a super user (the secure broker's `admin`)")
+            # The controller commits ACLs; the broker's authorizer sees them a moment later.
+            # Wait, so whoever runs next (a test, a component) is judged by the new table.
+            deadline = time.monotonic() + 15
+            while not set(missing) <= (have_now := await _describe(admin)):
+                if time.monotonic() > deadline:
+                    raise AclError(f"{len(set(missing) - have_now)} ACLs created but not visible after 15 s")
+                await asyncio.sleep(0.2)
     finally:
         await admin.close()
     ours = {f"User:{r}" for r in ROLES}

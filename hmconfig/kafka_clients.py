@@ -14,7 +14,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (AuthenticationFailedError, ClusterAuthorizationFailedError, GroupAuthorizationFailedError,
+                             KafkaError, SaslAuthenticationFailed, TopicAuthorizationFailedError)
 from aiokafka.helpers import create_ssl_context
 
 from hmconfig.errors import BrokerAuthFailed, BrokerUnavailable
@@ -189,6 +190,10 @@ def _auth_refusal(err: BaseException) -> str | None:
         if isinstance(seen, (AuthenticationFailedError, SaslAuthenticationFailed)):
             return ("SASL authentication failed; check kafka_sasl_username and the password "
                     "(the broker does not say which one is wrong)")
+        if isinstance(seen, (ClusterAuthorizationFailedError, TopicAuthorizationFailedError,
+                             GroupAuthorizationFailedError)):
+            return (f"not authorised ({type(seen).__name__}); this user's ACLs do not allow it "
+                    "(see hmconfig/acls.py; `hmtel topics ensure --acls` creates them)")
         if isinstance(seen, ssl.SSLCertVerificationError):
             return f"TLS certificate not trusted ({seen.verify_message}); set kafka_ssl_cafile to the broker's CA"
         if isinstance(seen, ssl.SSLError):

@@ -1,0 +1,69 @@
+"""A secure local broker (TLS + SCRAM + ACLs) for this directory, on its own ports and state dir.
+
+It shares the plaintext broker's cached jars (a symlink), so it starts without Maven, and
+is stopped at the end of the module that used it.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from deploy.securebroker import SecureLocalBroker, client_settings
+from hmconfig.acls import ADMIN, ensure_acls
+from hmconfig.settings import Settings
+from hmconfig.topic_admin import ensure_topics
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Secure:
+    def __init__(self, settings: Settings, broker: SecureLocalBroker):
+        self.settings, self.broker = settings, broker
+
+    def as_user(self, user: str, **update) -> Settings:
+        return client_settings(self.settings, user).model_copy(update=update)
+
+    def password(self, user: str) -> str:
+        return self.broker.paths.password_file(user).read_text().strip()
+
+    @property
+    def paths(self):
+        return self.broker.paths
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings) -> Secure:
+    state = tmp_path_factory.mktemp("secure-broker")
+    jars = base_settings.state_dir / "kafka" / "libs"
+    if jars.is_dir():
+        (state / "kafka").mkdir()
+        (state / "kafka" / "libs").symlink_to(jars)
+    port, controller, tls = free_ports(3)
+    settings = base_settings.model_copy(update={
+        "kafka_bootstrap": None, "state_dir": state, "broker_port": port, "broker_controller_port": controller,
+        "broker_tls_port": tls, "broker_heap_mb": 384, "kafka_security_protocol": "PLAINTEXT"})
+    broker = SecureLocalBroker(settings)
+    broker.start()
+    try:
+        admin = client_settings(settings, ADMIN)
+        asyncio.run(ensure_topics(admin))
+        asyncio.run(ensure_acls(admin))
+        yield Secure(settings, broker)
+    finally:
+        broker.stop()
+
+
+def logs_under(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")]
