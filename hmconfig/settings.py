@@ -235,6 +235,9 @@ class Settings(BaseSettings):
     processor_tick_s: float = Field(default=1.0, gt=0, description="How often the processor checks for windows to close.")
     unknown_host_grace_s: float = Field(
         default=10.0, ge=0, description="How long a record from a host with no pinned key waits for its inventory before key_mismatch.")
+    processor_checkpoint_s: float = Field(
+        default=2.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
+        "the records behind it (longer: fewer writes, more replay after a crash).")
     processor_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a processor group with no committed offsets starts reading its inputs.")
 

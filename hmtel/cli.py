@@ -28,6 +28,7 @@ COMMANDS = [
     "hmtel.commands.collect:collect",
     "hmtel.commands.keys:keys",
     "hmtel.commands.ebpf:ebpf",
+    "hmtel.commands.verify:verify",
     "hmtel.commands.process:process",
     "hmtel.commands.simulate:simulate",
 ]
