@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 	@bash deploy/host-deps.sh $(VENV)
+	@bash deploy/test-deps.sh
 
 ## run: start the local broker, ensure the topics, and run the pipeline (Ctrl-C stops it)
 run: setup
