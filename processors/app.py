@@ -8,14 +8,15 @@ Its changelog is co-partitioned with the input topics (same key, same default
 partitioner), so faust recovers each host's state on the worker that owns its partition.
 
 Delivery, at least once (faust's ``exactly_once`` is not used):
-* Input: events are taken in batches (``take_events``); each host touched in a batch is
-  written to the changelog once; faust acks the batch after it is processed and commits
-  offsets only after flushing the producer, so the changelog is never behind the
-  committed offsets. A record replayed after a crash is caught by the dedupe state.
+* Input: each event is processed as it arrives but acked only at the next checkpoint
+  (every ``processor_checkpoint_s``), after every host it touched has been written to the
+  table. faust commits acked offsets only after flushing the producer, so the changelog is
+  never behind the committed offsets; a record replayed after a crash is caught by the
+  dedupe state. One changelog write per host per checkpoint, not per record.
 * Output: a closing window's outputs go to the host's outbox in the table first; the
   changelog is flushed, then the outputs are sent and awaited, then the outbox is
   cleared. A crash in between re-sends the same bytes (same keys, same proof_id).
-* Rejections are sent as they happen, before the batch is acked.
+* Rejections are sent as they happen, before their event is acked.
 """
 from __future__ import annotations
 
@@ -49,13 +50,16 @@ class Processor:
     """Builds the faust app around an Engine. ``stats`` counts what happened (for logs and bench)."""
 
     def __init__(self, settings: Any, cfg: ProcessorConfig, signer: Signer, *, topic_partitions: dict[str, int],
-                 worker_name: str = "0", batch_max: int = 2000, batch_within_s: float = 0.05):
+                 worker_name: str = "0", checkpoint_s: float = 2.0, checkpoint_max: int = 20_000):
         self.settings, self.cfg, self.signer = settings, cfg, signer
         self.engine = Engine(cfg)
         self.topic_partitions = topic_partitions
         partitions = self.partitions = topic_partitions["hm.usage.v1"]
-        self.batch_max, self.batch_within_s = batch_max, batch_within_s
-        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "batches": 0}
+        self.checkpoint_s, self.checkpoint_max = checkpoint_s, checkpoint_max
+        self.last_checkpoint = time.monotonic()
+        self.dirty: dict[str, dict[str, Any]] = {}
+        self.unacked: dict[Any, list[Any]] = {}
+        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0}
         self.unknown_since: dict[str, float] = {}
         self._partition_cache: dict[str, int] = {}
         self.ready = False
@@ -74,6 +78,8 @@ class Processor:
             processing_guarantee="at_least_once",
             consumer_auto_offset_reset=settings.processor_offset_reset,
             producer_acks=-1,
+            producer_linger=0.02,  # batch the changelog and output records (the default 0 sends each alone)
+            producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
@@ -116,15 +122,30 @@ class Processor:
 
     # --- input ------------------------------------------------------------------
     async def _consume(self, stream: Any) -> None:
-        async for events in stream.take_events(self.batch_max, within=self.batch_within_s):
-            dirty: dict[str, dict[str, Any]] = {}
-            for event in events:
-                await self._handle(event, dirty)
-            for state in dirty.values():
-                self.put(state)  # one changelog write per host per batch
-            self.stats["batches"] += 1
+        stream.enable_acks = False  # acked in _checkpoint, once the state they changed is in the changelog
+        for_stream = self.unacked.setdefault(stream, [])
+        async for event in stream.events():
+            await self._handle(event)
+            for_stream.append(event)
+            if len(for_stream) >= self.checkpoint_max or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+                await self._checkpoint()
 
-    async def _handle(self, event: Any, dirty: dict[str, dict[str, Any]]) -> None:
+    async def _checkpoint(self) -> None:
+        """Write every host changed since the last checkpoint to the table (its changelog), then ack the
+        events that changed them. faust commits an offset only once it is acked and the producer is
+        flushed, so the changelog is never behind the committed offsets; one write per host per
+        checkpoint instead of one per record."""
+        self.last_checkpoint = time.monotonic()
+        dirty, self.dirty = self.dirty, {}
+        for state in dirty.values():
+            self.put(state)
+        for stream, events in self.unacked.items():
+            done, events[:] = list(events), []
+            for event in done:
+                await stream.ack(event)
+        self.stats["checkpoints"] += 1
+
+    async def _handle(self, event: Any) -> None:
         msg = event.message
         value, now_us = msg.value, int(time.time() * 1e6)
         record: Any = None
@@ -132,7 +153,7 @@ class Processor:
         try:
             record, schema = decode(msg.topic, value)
             host_id = record["host_id"]
-            state = dirty.get(host_id) or self.get(host_id) or new_state(host_id)
+            state = self.get(host_id) or new_state(host_id)
             try:
                 self.engine.ingest(state, record, schema, value, msg.headers, now_us)
             except Rejection as rej:
@@ -140,11 +161,11 @@ class Processor:
                     raise
                 state = self.get(host_id) or state
                 self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
-            dirty[host_id] = state
+            self.states[host_id] = self.dirty[host_id] = state
             self.stats["accepted"] += 1
         except Rejection as rej:
             if rej.code == "duplicate" and state is not None:
-                dirty[state["host_id"]] = state  # the duplicate counter moved
+                self.dirty[state["host_id"]] = state  # the duplicate counter moved
             await self._reject(rej.code, rej.check, rej.detail, record, msg, now_us)
         except Exception as err:  # noqa: BLE001 - a bad record must never crash the worker
             log.exception("processor error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
@@ -184,6 +205,8 @@ class Processor:
             self.ready = True  # tests and operators wait for this line
             log.warning("ready: %d of %d partitions assigned, %d hosts restored", len(assigned), self.partitions,
                         len(self.table))
+        if time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+            await self._checkpoint()  # streams gone idle still get their last events acked
         now_us = int(time.time() * 1e6)
         sending: list[tuple[str, dict[str, Any], int]] = []
         for key in list(self.table.keys()):

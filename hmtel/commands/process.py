@@ -19,9 +19,8 @@ from hmtel.cli import Context, pass_ctx
 @click.option("--agg-window-1m-s", type=float, help="Long dashboard window [env HMTEL_AGG_WINDOW_1M_S; default 60].")
 @click.option("--enrollment-file", type=click.Path(exists=True, dir_okay=False),
               help="Strict mode: only these hosts [env HMTEL_ENROLLMENT_FILE].")
-@click.option("--batch-max", type=int, default=2000, show_default=True, help="Records taken per batch.")
 @pass_ctx
-def process(ctx: Context, worker_name: str, batch_max: int, **overrides: object) -> None:
+def process(ctx: Context, worker_name: str, **overrides: object) -> None:
     """Validate host records, aggregate them per window and issue signed, hash-chained resource proofs.
 
     \b
@@ -55,7 +54,7 @@ def process(ctx: Context, worker_name: str, batch_max: int, **overrides: object)
     from processors.app import Processor
 
     proc = Processor(settings, cfg, signer, topic_partitions=partitions, worker_name=worker_name,
-                     batch_max=batch_max)
+                     checkpoint_s=settings.processor_checkpoint_s)
     click.echo(f"hmtel process: worker {worker_name} of {settings.processor_app_id} on {settings.bootstrap}; "
                f"proof window {cfg.proof_window_s:g} s, processor key {key.key_id[:16]}...", err=True)
     run_worker(proc, settings.log_level)

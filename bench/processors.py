@@ -1,0 +1,240 @@
+"""Stream processor throughput, latency and memory, driven by the `hmtel simulate` generator.
+
+    .venv/bin/python bench/processors.py [--hosts 2000] [--backfill 60] [--workers 1]
+                                         [--latency-hosts 300] [--latency-s 40]
+
+Needs a broker (the HMTEL_* settings as for every command; e.g. a private one with
+HMTEL_STATE_DIR=/tmp/x HMTEL_BROKER_PORT=49092 HMTEL_BROKER_CONTROLLER_PORT=49093
+.venv/bin/hmtel broker start).
+
+1. Throughput. A fresh consumer group is positioned at the current end of the input
+   topics, then --hosts simulated hosts send --backfill seconds of 1 Hz samples (a
+   backlog: H x B usage records + H inventory records). --workers `hmtel process`
+   processes are started and timed from "ready" until the group's committed offsets
+   reach the end. records/s = backlog / drain time: the highest input rate at which lag
+   stays flat. CPU/record = the workers' CPU time (process + threads) / records.
+2. Memory. Worker RSS when ready (0 hosts) and after the drain; the difference per 1,000 hosts.
+3. Latency. One worker, --latency-hosts hosts at 1 Hz in real time for --latency-s
+   seconds: for each sample, the Kafka timestamp of its 10 s aggregate minus the
+   sample's ts; p50 / p99. Also the window close delay (aggregate time - window end).
+
+The machine is shared (2 cores, other test suites, the broker itself): figures are noisy;
+rerun before relying on them.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import TopicPartition  # noqa: E402
+
+from hmconfig.kafka_clients import make_consumer  # noqa: E402
+from hmconfig.settings import load_settings  # noqa: E402
+from hmconfig.topic_admin import describe_topics, ensure_topics  # noqa: E402
+from processors import simulator  # noqa: E402
+
+INPUTS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
+
+
+async def end_offsets(settings, topics) -> dict[TopicPartition, int]:
+    states = await describe_topics(settings, list(topics))
+    tps = [TopicPartition(t, p) for t, st in states.items() for p in range(st.partitions)]
+    c = make_consumer(settings, group_id=None)
+    await c.start()
+    try:
+        return await c.end_offsets(tps)
+    finally:
+        await c.stop()
+
+
+async def commit_for_group(settings, group: str, offsets: dict[TopicPartition, int]) -> None:
+    c = make_consumer(settings, group_id=group)
+    await c.start()
+    try:
+        c.assign(list(offsets))
+        await c.commit(offsets)
+    finally:
+        await c.stop()
+
+
+async def committed(settings, group: str, tps) -> dict[TopicPartition, int]:
+    c = make_consumer(settings, group_id=group)
+    await c.start()
+    try:
+        return {tp: (await c.committed(tp)) or 0 for tp in tps}
+    finally:
+        await c.stop()
+
+
+def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hmtel", "process", "--worker-name", name], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+
+async def wait_ready(logs: list[Path], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all("ready:" in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline:
+            raise SystemExit("workers not ready:\n" + "\n".join(log.read_text()[-2000:] for log in logs))
+        await asyncio.sleep(0.2)
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+async def throughput(settings, args, tmp: Path) -> dict[str, float]:
+    group = f"hm-bench-{uuid.uuid4().hex[:8]}"
+    start = await end_offsets(settings, INPUTS)
+    await commit_for_group(settings, group, start)
+    t0 = time.monotonic()
+    stats = await simulator.run(settings, hosts=args.hosts, rate=1, duration_s=0, backfill_s=args.backfill,
+                                seed=f"bench-{group}", progress=lambda line: print("  " + line, file=sys.stderr))
+    produce_s = time.monotonic() - t0
+    end = await end_offsets(settings, INPUTS)
+    backlog = sum(end[tp] - start.get(tp, 0) for tp in end)
+    env = {**os.environ, "HMTEL_STATE_DIR": str(tmp / group), "HMTEL_PROCESSOR_APP_ID": group,
+           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "WARNING"}
+    logs = [tmp / f"{group}-{i}.log" for i in range(args.workers)]
+    workers = [start_worker(env, str(i), logs[i]) for i in range(args.workers)]
+    try:
+        await wait_ready(logs)
+        procs = [psutil.Process(w.pid) for w in workers]
+        if args.profile:  # py-spy on worker 0 while it drains (collapsed stacks, see --profile)
+            subprocess.Popen(["py-spy", "record", "-p", str(workers[0].pid), "-d", str(args.profile_s), "-f", "raw",
+                              "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rss0 = sum(p.memory_info().rss for p in procs)
+        cpu0 = sum(cpu_s(p) for p in procs)
+        t_ready = time.monotonic()
+        lag_trace = []
+        while True:
+            done = await committed(settings, group, list(end))
+            lag = sum(end[tp] - done[tp] for tp in end)
+            lag_trace.append((time.monotonic() - t_ready, lag))
+            if lag <= 0:
+                break
+            if time.monotonic() - t_ready > 600:
+                raise SystemExit(f"not drained after 600 s (lag {lag})")
+            await asyncio.sleep(0.5)
+        drain_s = time.monotonic() - t_ready
+        cpu = sum(cpu_s(p) for p in procs) - cpu0
+        rss1 = sum(p.memory_info().rss for p in procs)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    return {"records": backlog, "usage": stats.usage, "produce_s": produce_s, "drain_s": drain_s,
+            "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
+            "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
+            "sim_rate": stats.sent / produce_s}
+
+
+async def read(settings, topic: str, idle_s: float = 2.0) -> list:
+    c = make_consumer(settings, topic, group_id=None)
+    await c.start()
+    out = []
+    try:
+        while batch := await c.getmany(timeout_ms=int(idle_s * 1000)):
+            for msgs in batch.values():
+                out.extend(msgs)
+        return out
+    finally:
+        await c.stop()
+
+
+async def latency(settings, args, tmp: Path) -> dict[str, float]:
+    group = f"hm-bench-lat-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "HMTEL_STATE_DIR": str(tmp / group), "HMTEL_PROCESSOR_APP_ID": group,
+           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "WARNING",
+           "HMTEL_PROCESSOR_OFFSET_RESET": "latest"}
+    log = tmp / f"{group}.log"
+    worker = start_worker(env, "0", log)
+    seed = f"lat-{group}"
+    hosts = {simulator.SimHost(i, seed=seed).host_id for i in range(args.latency_hosts)}
+    try:
+        await wait_ready([log])
+        await simulator.run(settings, hosts=args.latency_hosts, rate=1, duration_s=args.latency_s, seed=seed,
+                            progress=lambda line: None)
+        await asyncio.sleep(5)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    sample_ts: dict[tuple[str, int], list[int]] = {}
+    length = 10_000_000
+    for m in await read(settings, "hm.usage.v1"):
+        if m.key and m.key.decode(errors="replace") in hosts:
+            rec = orjson.loads(m.value)
+            sample_ts.setdefault((rec["host_id"], rec["ts"] - rec["ts"] % length), []).append(rec["ts"])
+    lat, close = [], []
+    for m in await read(settings, "hm.usage.agg.10s.v1"):
+        agg = orjson.loads(m.value)
+        if agg["host_id"] not in hosts:
+            continue
+        emitted_us = m.timestamp * 1000
+        close.append((emitted_us - agg["window"]["end_us"]) / 1e6)
+        lat += [(emitted_us - ts) / 1e6 for ts in sample_ts.get((agg["host_id"], agg["window"]["start_us"]), ())]
+    if not lat:
+        raise SystemExit(f"no aggregates seen; worker log:\n{log.read_text()[-2000:]}")
+    q = statistics.quantiles(lat, n=100)
+    cq = statistics.quantiles(close, n=100) if len(close) > 1 else [close[0]] * 99
+    return {"samples": len(lat), "p50": q[49], "p99": q[98], "close_p50": cq[49], "close_p99": cq[98]}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hosts", type=int, default=2000)
+    ap.add_argument("--backfill", type=float, default=60, help="seconds of 1 Hz samples per host in the backlog")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--latency-hosts", type=int, default=300)
+    ap.add_argument("--latency-s", type=float, default=40)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of worker 0 during the drain")
+    ap.add_argument("--profile-s", type=int, default=20)
+    args = ap.parse_args()
+    settings = load_settings()
+    await ensure_topics(settings)
+    with tempfile.TemporaryDirectory(prefix="hm-bench-") as d:
+        tmp = Path(d)
+        t = await throughput(settings, args, tmp)
+        rows = [
+            ("backlog records (usage + inventory)", f"{t['records']:,}"),
+            ("simulator send rate (signing incl.)", f"{t['sim_rate']:,.0f} records/s"),
+            (f"drain rate, {args.workers} worker(s)", f"{t['rate']:,.0f} records/s  ({t['drain_s']:.1f} s)"),
+            ("worker CPU per record", f"{t['cpu_us']:.0f} us"),
+            ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
+            ("RSS per 1,000 hosts", f"{t['rss_per_1k_mb']:.1f} MB"),
+        ]
+        if not args.skip_latency:
+            lat = await latency(settings, args, tmp)
+            rows += [
+                (f"sample ts -> 10 s aggregate, {args.latency_hosts} hosts @1 Hz",
+                 f"p50 {lat['p50']:.2f} s, p99 {lat['p99']:.2f} s ({lat['samples']} samples)"),
+                ("window end -> aggregate emitted", f"p50 {lat['close_p50']:.2f} s, p99 {lat['close_p99']:.2f} s"),
+            ]
+    width = max(len(k) for k, _ in rows)
+    print(f"\nprocessors bench: {args.hosts} hosts x {args.backfill:g} s backlog, {os.cpu_count()} CPUs (shared)")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
