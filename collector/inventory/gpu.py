@@ -72,7 +72,7 @@ def lookup_pci_ids(text: str, vendor: int, device: int) -> tuple[str | None, str
     return vendor_name, device_name
 
 
-def classify(vendor: int | None, device: int | None, address: str, has_vram: bool) -> str:
+def classify(vendor: int | None, device: int | None, address: str) -> str:
     """Discrete, Integrated or Virtual (the design's GpuInfo.gpu_type values)."""
     if vendor in VIRTUAL_VENDORS:
         return "Virtual"
@@ -121,7 +121,7 @@ def _from_sysfs(fs: HostFS, address: str, d: str, pci_class: int) -> dict[str, A
         "class": f"0x{pci_class:06x}",
         "model": None,
         "driver": driver,
-        "gpu_type": classify(vendor, device, address, vram is not None),
+        "gpu_type": classify(vendor, device, address),
         "boot_vga": fs.read_int(f"{d}/boot_vga") == 1 if fs.exists(f"{d}/boot_vga") else None,
         "numa_node": _numa(fs.read_int(f"{d}/numa_node")),
         "memory_bytes": vram,

@@ -12,7 +12,7 @@ import re
 import threading
 from typing import Any, Callable
 
-from collector.inventory.hostfs import HostFS, parse_int
+from collector.inventory.hostfs import HostFS
 
 SYS_BLOCK = "sys/block"
 SECTOR = 512  # sysfs "size" is in 512-byte sectors whatever the logical block size (block/genhd.c)

@@ -90,7 +90,7 @@ def test_network_falls_back_to_sysfs_without_pyroute2(monkeypatch):
 @pytest.mark.parametrize("vendor, device, expected", [(0x10DE, 0x2330, "Discrete"), (0x1AF4, 0x1050, "Virtual"),
                                                       (0x1A03, 0x2000, "Integrated")])
 def test_gpu_types(vendor, device, expected):
-    assert gpu.classify(vendor, device, "0000:05:00.0", False) == expected
+    assert gpu.classify(vendor, device, "0000:05:00.0") == expected
 
 
 def test_hung_network_statvfs_is_given_up(monkeypatch):

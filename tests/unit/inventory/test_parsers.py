@@ -94,10 +94,10 @@ def test_pci_ids_lookup():
 
 
 def test_gpu_classify():
-    assert gpu.classify(0x8086, 0x9A60, "0000:00:02.0", False) == "Integrated"
-    assert gpu.classify(0x8086, 0x56A0, "0000:03:00.0", False) == "Discrete"  # Arc A770
-    assert gpu.classify(0x1234, 0x1111, "0000:00:02.0", False) == "Virtual"
-    assert gpu.classify(0x10DE, 0x2684, "0000:01:00.0", False) == "Discrete"
+    assert gpu.classify(0x8086, 0x9A60, "0000:00:02.0") == "Integrated"
+    assert gpu.classify(0x8086, 0x56A0, "0000:03:00.0") == "Discrete"  # Arc A770
+    assert gpu.classify(0x1234, 0x1111, "0000:00:02.0") == "Virtual"
+    assert gpu.classify(0x10DE, 0x2684, "0000:01:00.0") == "Discrete"
 
 
 def test_network_procfs_addresses():
