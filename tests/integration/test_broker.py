@@ -208,3 +208,16 @@ def test_session_broker_is_the_one_described(kafka_broker: BrokerChoice, base_se
     # The pytest header states describe_choice(); the fixture must have made that same choice.
     assert kafka_broker.source == describe_choice(base_settings)[0]
     assert kafka_broker.bootstrap == kafka_settings.bootstrap
+
+
+def test_start_is_a_noop_and_status_is_up_while_running(kafka_broker: BrokerChoice, kafka_settings: Settings) -> None:
+    if kafka_broker.source != "local":
+        pytest.skip(f"the session broker is {kafka_broker.detail}; `hmtel broker` manages only the local one")
+    from deploy.localbroker import LocalBroker
+
+    pid = LocalBroker(kafka_settings).pid()
+    assert pid is not None
+    assert asyncio.run(hmtel("broker", "start")).strip() == kafka_settings.bootstrap
+    assert LocalBroker(kafka_settings).pid() == pid  # the same process: nothing was started
+    status = asyncio.run(hmtel("broker", "status"))
+    assert status.startswith(f"up: {kafka_settings.bootstrap} (pid {pid})")
