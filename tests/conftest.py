@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.broker_choice import BrokerChoice, choose_broker, describe_choice
-from hmconfig.settings import Settings, load_settings
+from hmconfig.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -27,7 +27,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as err:  # say it in one line; the fixtures then fail with the same message
+        return [f"kafka broker: unknown, the settings are unusable: {err}"]
     _source, detail = describe_choice(settings)
     return [f"kafka broker: {detail}"]
 
