@@ -1,4 +1,4 @@
-"""P/E split without Intel's hybrid PMUs: arm64 big.LITTLE shows as different cpu_capacity."""
+"""CPU topology edge cases: P/E split from cpu_capacity (arm64 big.LITTLE), sysfs masked."""
 from __future__ import annotations
 
 from collector.inventory import cpu
@@ -38,3 +38,17 @@ def test_equal_capacity_is_not_hybrid(tmp_path):
     for c in range(2):
         _write(tmp_path, f"sys/devices/system/cpu/cpu{c}/cpu_capacity", "1024")
     assert cpu.collect(HostFS(tmp_path))["hybrid"] is None
+
+
+def test_topology_from_cpuinfo_when_sysfs_is_masked(tmp_path):
+    """Some container runtimes mask /sys/devices/system/cpu: counts come from cpuinfo's
+    physical id / core id, and the missing sysfs fields are named."""
+    from pathlib import Path
+
+    laptop = Path(__file__).resolve().parents[2] / "fixtures/machines/laptop-nvidia-intel/root/proc/cpuinfo"
+    _write(tmp_path, "proc/cpuinfo", laptop.read_text())
+    fs = HostFS(tmp_path)
+    out = cpu.collect(fs)
+    assert (out["sockets"], out["cores"], out["threads"]) == (1, 8, 16)
+    assert out["base_freq_mhz"] == 2300.0  # from the model name's "@ 2.30GHz"
+    assert out["cache"]["l3"] is None and "cpu.cache.l1d" in fs.missing and "cpu.max_freq_mhz" in fs.missing
