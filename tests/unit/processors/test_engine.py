@@ -223,3 +223,23 @@ def test_usage_before_inventory_is_key_mismatch():
     with pytest.raises(Rejection) as e:
         rig.send("hm.usage.v1", rig.host.usage(T0))
     assert e.value.code == "key_mismatch" and e.value.check == "key_pinning"
+
+
+def test_outputs_match_their_schemas(signer):
+    import schemas
+
+    rig = Rig(host=SimHost(4, ebpf_skew=0.5))
+    rig.send("hm.inventory.v1", rig.host.inventory(T0))
+    for i in range(11):
+        rig.send("hm.usage.v1", rig.host.usage(T0 + i * S, elapsed_s=1.0))
+    rig.send("hm.ebpf.v1", rig.host.ebpf_sched(T0 + 9 * S, procfs_busy_s=20.0, elapsed_s=10.0))
+    rig.engine.close_due(rig.state, T0 + 20 * S, signer)
+    topics = set()
+    for topic, _key, value, _host in rig.state["outbox"]:
+        obj = orjson.loads(value)
+        topics.add(topic)
+        if topic == "hm.proofs.v1":
+            schemas.validate("hm.proof.v1", payload_of(obj))
+        else:
+            schemas.validate(obj["schema"], obj)
+    assert topics == {"hm.proofs.v1", "hm.rejected.v1", "hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1"}
