@@ -140,7 +140,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, action="append", help="record value size in bytes (repeatable); "
                     "default 256 and 2048 (about one usage record)")
     ap.add_argument("--linger-ms", type=int, help="producer linger.ms override (default: the factory's)")
+    ap.add_argument("--max-batch-bytes", type=int, help="producer max_batch_size override")
     args = ap.parse_args()
+    if args.max_batch_bytes:
+        PRODUCER_OVERRIDES["max_batch_size"] = args.max_batch_bytes
     if args.linger_ms is not None:
         PRODUCER_OVERRIDES["linger_ms"] = args.linger_ms
     import logging

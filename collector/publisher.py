@@ -63,7 +63,10 @@ class Publisher:
         self.window_records = window_records
         self.batch_records = batch_records
         self.stall_s = stall_s
-        self.producer_overrides = producer_overrides or {}
+        # aiokafka fails a queued batch whose partition has no leader once it is older than
+        # request_timeout_ms, which happens as a restarted broker reloads its partitions. A long
+        # timeout keeps batches queued across an outage of up to 2 min, so order needs no resend.
+        self.producer_overrides = {"request_timeout_ms": 120_000, **(producer_overrides or {})}
         self.connected = False
         self.stalled = False
         self.published_total = 0
@@ -266,14 +269,17 @@ class Publisher:
 
 
 async def _abandon(producer: AIOKafkaProducer, timeout_s: float = 2.0) -> None:
-    """Stop a producer without waiting forever for batches a dead broker will never ack."""
+    """Close a producer WITHOUT flushing: its batches are resent from the spool by the next one.
+
+    ``stop()`` alone would first flush the batches queued behind a failed one, so they could
+    land before the failed one's resend: out of order. Cancelling the sender first prevents that.
+    """
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is not None:
+        task.cancel()
     try:
         await asyncio.wait_for(producer.stop(), timeout_s)
-    except (asyncio.TimeoutError, KafkaError, OSError):
-        sender = getattr(producer, "_sender", None)
-        task = getattr(sender, "sender_task", None)
-        if task is not None:
-            task.cancel()
+    except (asyncio.TimeoutError, asyncio.CancelledError, KafkaError, OSError):
         try:
             await asyncio.wait_for(producer.client.close(), 1.0)
         except Exception:  # noqa: BLE001 - best effort; the process may be exiting
