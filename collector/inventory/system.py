@@ -97,9 +97,13 @@ def _virtualization(fs: HostFS, dmi: dict[str, str | None]) -> str | None:
     xen = fs.read_line("sys/hypervisor/type")
     if xen:
         return xen
-    clock = fs.read_line("sys/devices/system/clocksource/clocksource0/current_clocksource")
-    if clock in CLOCKSOURCE_HYPERVISORS:
-        return CLOCKSOURCE_HYPERVISORS[clock]
+    # A paravirtual clock the kernel registered names the hypervisor even when it runs on
+    # the TSC (KVM guests with a stable TSC pick "tsc" but still list "kvm-clock").
+    clocks = (fs.read_line("sys/devices/system/clocksource/clocksource0/current_clocksource") or "").split()
+    clocks += (fs.read_line("sys/devices/system/clocksource/clocksource0/available_clocksource") or "").split()
+    for clock in clocks:
+        if clock in CLOCKSOURCE_HYPERVISORS:
+            return CLOCKSOURCE_HYPERVISORS[clock]
     compatible = fs.read_line("proc/device-tree/hypervisor/compatible")
     if compatible:
         return compatible.split(",")[0]
