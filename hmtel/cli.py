@@ -29,6 +29,7 @@ COMMANDS = [
     "hmtel.commands.keys:keys",
     "hmtel.commands.ebpf:ebpf",
     "hmtel.commands.verify:verify",
+    "hmtel.commands.dashboard:dashboard",
     "hmtel.commands.process:process",
     "hmtel.commands.simulate:simulate",
 ]
