@@ -63,6 +63,8 @@ class Processor:
         self.unknown_since: dict[str, float] = {}
         self._partition_cache: dict[str, int] = {}
         self.ready = False
+        self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
+        self.rescan = True
         datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
         datadir.mkdir(parents=True, exist_ok=True)
         app = self.app = faust.App(
@@ -105,6 +107,8 @@ class Processor:
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
         self.states.clear()
+        self.due.clear()
+        self.rescan = True
 
     def get(self, host_id: str) -> dict[str, Any] | None:
         state = self.states.get(host_id)
@@ -162,6 +166,9 @@ class Processor:
                 state = self.get(host_id) or state
                 self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
             self.states[host_id] = self.dirty[host_id] = state
+            due = self.engine.next_due_us(state)
+            if due is not None and due < self.due.get(host_id, due + 1):
+                self.due[host_id] = due
             self.stats["accepted"] += 1
         except Rejection as rej:
             if rej.code == "duplicate" and state is not None:
@@ -207,21 +214,31 @@ class Processor:
                         len(self.table))
         if time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()  # streams gone idle still get their last events acked
+        if self.rescan:  # after a (re)assignment: every owned host, including outboxes left by a crash
+            self.rescan = False
+            for key in list(self.table.keys()):
+                host_id = key.decode()
+                state = self.get(host_id) if self._owned(host_id, assigned) else None
+                if state is not None:
+                    due = 0 if state["outbox"] else self.engine.next_due_us(state)
+                    if due is not None:
+                        self.due[host_id] = due
         now_us = int(time.time() * 1e6)
         sending: list[tuple[str, dict[str, Any], int]] = []
-        for key in list(self.table.keys()):
-            host_id = key.decode()
-            if not self._owned(host_id, assigned):
-                continue
+        for host_id in [h for h, due in self.due.items() if due <= now_us]:
             state = self.get(host_id)
-            if state is None:
+            if state is None or not self._owned(host_id, assigned):
+                self.due.pop(host_id, None)
                 continue
-            due = self.engine.next_due_us(state)
-            if due is not None and due <= now_us:  # an open window has ended
-                if self.engine.close_due(state, now_us, self.signer):
-                    self.put(state)
+            if self.engine.close_due(state, now_us, self.signer):
+                self.put(state)
             if state["outbox"]:
                 sending.append((host_id, state, len(state["outbox"])))
+            nxt = self.engine.next_due_us(state)
+            if nxt is None:
+                self.due.pop(host_id, None)
+            else:
+                self.due[host_id] = nxt
         if not sending:
             return
         await app.producer.flush()  # the outboxes are durable in the changelog before anything is sent
