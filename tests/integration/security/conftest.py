@@ -6,6 +6,7 @@ is stopped at the end of the module that used it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Secure:
         return self.broker.paths
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def secure(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings) -> Secure:
     state = tmp_path_factory.mktemp("secure-broker")
     jars = base_settings.state_dir / "kafka" / "libs"
@@ -54,6 +55,13 @@ def secure(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings) ->
     settings = base_settings.model_copy(update={
         "kafka_bootstrap": None, "state_dir": state, "broker_port": port, "broker_controller_port": controller,
         "broker_tls_port": tls, "broker_heap_mb": 384, "kafka_security_protocol": "PLAINTEXT"})
+    # Everything this package logs in-process, at DEBUG, goes to a file the leak test greps.
+    handler = logging.FileHandler(state / "in-process.log")
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
     broker = SecureLocalBroker(settings)
     broker.start()
     try:
@@ -63,7 +71,34 @@ def secure(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings) ->
         yield Secure(settings, broker)
     finally:
         broker.stop()
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
 
 
 def logs_under(*roots: Path) -> list[Path]:
     return [p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")]
+
+
+def secret_needles(*key_files: Path, passwords: list[str]) -> dict[str, str]:
+    """Strings that must never appear in a log: each password and each base64 line of each private key."""
+    needles = {f"password #{i}": pw for i, pw in enumerate(passwords)}
+    for path in key_files:
+        text = path.read_text()
+        inside = False
+        for line in text.splitlines():
+            if line.startswith("-----BEGIN") and "PRIVATE KEY" in line:
+                inside = True
+            elif line.startswith("-----END"):
+                inside = False
+            elif inside and len(line) >= 16:
+                needles[f"{path.name} key line"] = line
+    return needles
+
+
+async def topic_partitions(consumer, topic: str) -> list:
+    """The partitions of ``topic`` as the consumer's user sees them (empty when it may not describe it)."""
+    from aiokafka.structs import TopicPartition
+
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]

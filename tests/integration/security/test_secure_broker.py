@@ -12,12 +12,13 @@ import stat
 import pytest
 from pydantic import SecretStr
 from aiokafka.errors import TopicAuthorizationFailedError
-from aiokafka.structs import TopicPartition
 
 from hmconfig.acls import ACL_TABLE, ADMIN, ROLES, bindings, ensure_acls
 from hmconfig.errors import BrokerAuthFailed
 from hmconfig.kafka_clients import make_admin, make_consumer, make_producer, start_with_retry
 from schemas.topics import TOPICS
+
+from .conftest import topic_partitions
 
 ALL_TOPICS = [t.name for t in TOPICS]
 
@@ -25,10 +26,8 @@ ALL_TOPICS = [t.name for t in TOPICS]
 async def end_offsets(settings, topic: str) -> int:
     consumer = await start_with_retry(lambda: make_consumer(settings, group_id=None), settings)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not parts:
-            await consumer.topics()
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        parts = await topic_partitions(consumer, topic)
+        assert parts, f"{topic} has no partitions visible to {settings.kafka_sasl_username}"
         return sum((await consumer.end_offsets(parts)).values())
     finally:
         await consumer.stop()
