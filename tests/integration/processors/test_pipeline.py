@@ -231,3 +231,23 @@ async def test_window_level_codes(run):
     assert "source_disagreement" in reasons[skewed]
     flagged = [p for p, _d, _e in our_proofs(run)[skewed] if "source_disagreement" in p["flags"]]
     assert flagged and flagged[0]["evidence"]["ebpf_procfs_cpu_agreement"] == pytest.approx(0.3, abs=0.01)
+
+
+async def test_the_crash_lost_no_window_of_a_clean_host(run):
+    """Hosts 1 and 2 of the first simulator send only good records: across the kill -9 no window of
+    theirs may be withheld or see a late record, except the run's first (partial) window. Replays
+    after the restart are allowed and show up as `duplicate` rejections."""
+    clean = set(run["sim_hosts"]["A"][1:])
+    by_reason = defaultdict(list)
+    for msg in run["rejected"]:
+        rej = orjson.loads(msg.value)
+        if rej["host_id"] in clean:
+            by_reason[rej["reason"]].append(rej)
+    print({k: len(v) for k, v in by_reason.items()})  # replays show up as duplicates
+    assert set(by_reason) <= {"duplicate", "insufficient_evidence"}, dict(by_reason)
+    proofs = our_proofs(run)
+    for host in clean:
+        first_proof = min(p["window"]["start_us"] for p, _d, _e in proofs[host])
+        withheld = [orjson.loads(base64.b64decode(r["original_b64"]))["window"]["start_us"]
+                    for r in by_reason["insufficient_evidence"] if r["host_id"] == host]
+        assert all(start < first_proof for start in withheld), (host, withheld)
