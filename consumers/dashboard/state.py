@@ -163,7 +163,7 @@ class Board:
         now_s = time.time() if now_s is None else now_s
         self.records += 1
         if topic == PROOFS_TOPIC:
-            return self._proof(key, value or b"")
+            return self._proof(key, value or b"", int(now_s * 1e6))
         try:
             rec = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
@@ -204,11 +204,12 @@ class Board:
             return {"t": "rejected", "host": host_id, "rejected": h["rejected"], "last": h["rejected_last"]}
         return None
 
-    def _proof(self, key: bytes | None, value: bytes) -> dict[str, Any] | None:
-        v = verify_envelope(value, self.keys, thresholds=self.thresholds, chain=self.chain, kafka_key=key)
+    def _proof(self, key: bytes | None, value: bytes, now_us: int) -> dict[str, Any] | None:
+        v = verify_envelope(value, self.keys, thresholds=self.thresholds, chain=self.chain, kafka_key=key,
+                            now_us=now_us)
         host_id = v.host_id or (key or b"unknown").decode(errors="replace")
         h = self.host(host_id)
-        if v.duplicate and v.ok:
+        if v.duplicate:
             h["proofs"]["duplicates"] += 1
         else:
             h["proofs"]["valid" if v.ok else "invalid"] += 1
