@@ -1,15 +1,17 @@
 """Network interfaces: MAC, MTU, state, speed/duplex, driver, kind (bond/VLAN/bridge...), addresses.
 
-On the live system links and addresses come from netlink (pyroute2), which knows
-every rtnetlink link kind. Under any other host root (a fixture tree, or a host
-mounted at /host whose network namespace we are not in) the same fields are read
-from sysfs and procfs. Speed, duplex and driver come from sysfs on both paths.
+When we share the host's network namespace (host root "/", or a host mounted at
+/host by a pod with hostNetwork and hostPID), links and addresses come from netlink
+(pyroute2), which knows every rtnetlink link kind. Otherwise (a fixture tree, or a
+container in its own network namespace) the same fields are read from sysfs and
+procfs under the host root. Speed, duplex and driver come from sysfs on both paths.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import ipaddress
+import os
 from typing import Any
 
 from collector.inventory.hostfs import HostFS, parse_int
@@ -109,7 +111,7 @@ def parse_uevent(text: str) -> dict[str, str]:
 
 def collect(fs: HostFS, use_netlink: bool | None = None) -> dict[str, Any]:
     if use_netlink is None:
-        use_netlink = fs.is_live
+        use_netlink = fs.is_live or shares_host_netns(fs)
     interfaces = None
     source = "sysfs"
     if use_netlink:
@@ -124,6 +126,17 @@ def collect(fs: HostFS, use_netlink: bool | None = None) -> dict[str, Any]:
         iface.update(_sysfs_link_details(fs, iface["name"]))
     interfaces.sort(key=lambda i: (i["index"] if i["index"] is not None else 1 << 30, i["name"]))
     return {"source": source, "interfaces": interfaces}
+
+
+def shares_host_netns(fs: HostFS) -> bool:
+    """True when our network namespace is the host's init's. Both links are read under
+    the host root: with the host's /proc there (hostPID), proc/self is this process."""
+    try:
+        ours = os.readlink(fs.path("proc/self/ns/net"))
+        hosts = os.readlink(fs.path("proc/1/ns/net"))
+    except OSError:
+        return False  # a fixture tree, or no permission to look at init's namespace
+    return ours == hosts
 
 
 def _interface(name: str) -> dict[str, Any]:

@@ -119,3 +119,4 @@ async def test_inventory_from_a_running_event_loop():
     body = build_inventory("/", nvml=None)
     assert body["network"]["source"] == "netlink" and "network" not in body["missing"]
     assert "network.netlink" not in body["missing"]
+

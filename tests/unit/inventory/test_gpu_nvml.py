@@ -120,3 +120,16 @@ def test_hung_network_statvfs_is_given_up(monkeypatch):
     shared = next(f for f in out["filesystems"] if f["mount_point"] == "/mnt/shared")
     assert shared["total_bytes"] is None and "storage.filesystems./mnt/shared" in fs.missing
     assert next(f for f in out["filesystems"] if f["mount_point"] == "/srv/ssd")["total_bytes"] == 983349346304
+
+
+def test_shared_network_namespace_is_seen_under_any_host_root(tmp_path):
+    """A pod with hostNetwork and hostPID reading the host at /host shares init's netns:
+    netlink applies there too. The ns links are compared under the host root."""
+    for pid, target in (("self", "net:[4026531833]"), ("1", "net:[4026531833]")):
+        (tmp_path / "proc" / pid / "ns").mkdir(parents=True)
+        (tmp_path / "proc" / pid / "ns" / "net").symlink_to(target)
+    assert network.shares_host_netns(HostFS(tmp_path))
+    (tmp_path / "proc/1/ns/net").unlink()
+    (tmp_path / "proc/1/ns/net").symlink_to("net:[4026532999]")  # a pod in its own netns
+    assert not network.shares_host_netns(HostFS(tmp_path))
+    assert not network.shares_host_netns(HostFS(MACHINES / "bond-vlan-nics" / "root"))  # no ns links: sysfs
