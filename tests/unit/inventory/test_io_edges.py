@@ -1,5 +1,6 @@
-"""NVML at its edge: a stand-in `pynvml` module in sys.modules. Absent library, failed
-init and per-call errors all mean "not present" or a null field, never an exception."""
+"""The I/O edges: NVML (a stand-in `pynvml` in sys.modules: absent library, failed init
+and per-call errors mean "not present" or a null field, never an exception), pyroute2
+absent, the network-namespace check, and a hung network filesystem's statvfs."""
 from __future__ import annotations
 
 import sys
