@@ -10,6 +10,7 @@ or parsed never raises: its field is None and ``missing`` names it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from collector.inventory import cpu, gpu, hashing, hypermesh, memory, network, p
 from collector.inventory.hostfs import HostFS
 
 __all__ = ["build_inventory", "SECTIONS"]
+
+log = logging.getLogger(__name__)
 
 SECTIONS = ("cpu", "memory", "gpus", "storage", "network", "system")
 
@@ -71,8 +74,6 @@ def _section(fs: HostFS, name: str, collect: Callable[..., Any], *args: Any) -> 
     try:
         return collect(*args)
     except Exception:  # noqa: BLE001 - the inventory must come out; the gap is reported in `missing`
-        import logging
-
-        logging.getLogger(__name__).exception("inventory section %s failed", name)
+        log.exception("inventory section %s failed", name)
         fs.note(name)
         return None

@@ -1,7 +1,7 @@
 """Storage: block devices (model, serial, size, type, partitions) and mounted filesystems.
 
-Type is one of nvme, ssd, hdd, virtual, network, decided in that spirit by
-``classify``: network transports first (NVMe-oF, iSCSI, FC, nbd/rbd), then
+Type is one of nvme, ssd, hdd, virtual, network, decided by ``classify`` in this
+order: network transports first (NVMe-oF, iSCSI, FC, nbd/rbd), then
 paravirtual drivers and emulated disk models, then NVMe over PCIe, then the
 rotational flag. statvfs is I/O on the live system, so the caller passes it in;
 tests substitute it at that edge.
