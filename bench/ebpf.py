@@ -64,10 +64,13 @@ def bench_startup() -> None:
         total = time.monotonic() - started
         rows.append([name, loaded.variant.name, "; ".join(loaded.failed) or "-", total])
         loaded.close()
-    runtime = Runtime()
-    runtime.load(PROGRAMS)
-    rows.append(["all five, one process", "", ", ".join(runtime.failed) or "-", runtime.load_s])
-    runtime.close()
+    with tempfile.TemporaryDirectory() as state:
+        for label in ("all five, first start", "all five, restart (attach cache)"):
+            runtime = Runtime(state_dir=Path(state))
+            runtime.load(PROGRAMS)
+            skipped = [f for p in runtime.loaded.values() for f in p.failed]
+            rows.append([label, "", "; ".join(skipped) or "-", runtime.load_s])
+            runtime.close()
     table("Start-up: compile + load + attach (s)", ["program", "variant used", "variants that failed first", "s"],
           rows)
 
@@ -217,9 +220,9 @@ def proc_cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / CLK
 
 
-def hwm_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -260,7 +263,7 @@ def run_agent(ebpf: bool, load: bool, seconds: float, warmup: float, rate: int =
         cpu0, bpf0, sw0, t0 = proc_cpu_s(agent.pid), bpf_run_ns(agent.pid), ctxt(), time.monotonic()
         time.sleep(seconds)
         cpu1, bpf1, sw1, t1 = proc_cpu_s(agent.pid), bpf_run_ns(agent.pid), ctxt(), time.monotonic()
-        rss = hwm_mb(agent.pid)
+        rss, hwm = status_mb(agent.pid, "VmRSS"), status_mb(agent.pid, "VmHWM")
     finally:
         for p in (agent, gen):
             if p is not None:
@@ -274,7 +277,7 @@ def run_agent(ebpf: bool, load: bool, seconds: float, warmup: float, rate: int =
     wall = t1 - t0
     agent_pct, bpf_pct = (cpu1 - cpu0) / wall * 100, (bpf1 - bpf0) / 1e9 / wall * 100
     return ["ctxsw load" if load else "idle", "on" if ebpf else "off", round((sw1 - sw0) / wall),
-            agent_pct, bpf_pct, agent_pct + bpf_pct, rss]
+            agent_pct, bpf_pct, agent_pct + bpf_pct, rss, hwm]
 
 
 def bench_agent(seconds: float, warmup: float) -> None:
@@ -286,7 +289,7 @@ def bench_agent(seconds: float, warmup: float) -> None:
     finally:
         stats.write_text(before)
     table(f"Agent overhead over {seconds:.0f} s after {warmup:.0f} s warm-up (% of one core; RSS MB)",
-          ["load", "eBPF", "ctxsw/s", "agent CPU %", "BPF probes %", "total %", "peak RSS MB"], rows)
+          ["load", "eBPF", "ctxsw/s", "agent CPU %", "BPF probes %", "total %", "RSS MB", "peak RSS MB"], rows)
     for load in ("idle", "ctxsw load"):
         on = next(r for r in rows if r[0] == load and r[1] == "on")
         off = next(r for r in rows if r[0] == load and r[1] == "off")
