@@ -63,7 +63,9 @@ def parse_cap_eff(status_text: str) -> int | None:
 def privilege_check(cap_eff: int | None, uid: int) -> Check:
     if cap_eff is None:
         return Check("privileges", False, "CapEff unreadable in /proc/self/status", "run as root")
-    has = lambda bit: bool(cap_eff >> bit & 1)  # noqa: E731
+    def has(bit: int) -> bool:
+        return bool(cap_eff >> bit & 1)
+
     if has(CAP_SYS_ADMIN):
         return Check("privileges", True, f"uid {uid}, CAP_SYS_ADMIN")
     if has(CAP_BPF) and has(CAP_PERFMON):

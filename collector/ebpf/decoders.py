@@ -92,8 +92,10 @@ def cgroup2_mount(mountinfo: str) -> str | None:
     (``/sys/fs/cgroup`` on unified hosts, ``/sys/fs/cgroup/unified`` on hybrid ones)."""
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
-            return left.split()[4].replace("\\040", " ")
+        fields = left.split()
+        # A truncated line (fewer than 5 fields before " - ") is skipped, not an IndexError (found by fuzzing).
+        if sep and right.split(" ", 1)[0] == "cgroup2" and len(fields) > 4:
+            return fields[4].replace("\\040", " ")
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class Runtime:
         self._clk_tck = os.sysconf("SC_CLK_TCK")
         self.cache = AttachCache.for_host(self.state_dir, self.host_root)
 
-    def load(self, programs: list[str] | tuple[str, ...] = PROGRAMS) -> None:
+    def load(self, programs: Sequence[str] = PROGRAMS) -> None:
         """Compile and attach ``programs`` one after another: libbcc 0.26 segfaults
         when two threads compile at once (LLVM state is process-global)."""
         started = time.monotonic()
