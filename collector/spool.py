@@ -419,6 +419,11 @@ class Spool:
                 fd = self._read_fds[seg.path] = os.open(seg.path, os.O_RDONLY)
             want = min(seg.size - self._read_off, max(READ_CHUNK, max_bytes - size))
             data = os.pread(fd, want, self._read_off)
+            if not data:  # the file is shorter than we wrote (truncated behind our back): move on
+                log.warning("spool: %s ends at %d, expected %d bytes; skipping the rest", seg.path.name,
+                            self._read_off, seg.size)
+                self._read_off = seg.size
+                continue
             final = self._read_off + len(data) >= seg.size
             res = scan(data, final=final)
             if not res.frames and res.consumed == 0:
