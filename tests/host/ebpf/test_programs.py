@@ -41,6 +41,14 @@ def _disk_of(path: Path) -> str | None:
     return real.parent.name if (real / "partition").exists() else real.name
 
 
+def _diskstats_written(disk: str) -> int:
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if f[2] == disk:
+            return int(f[9]) * 512  # sectors written (Documentation/admin-guide/iostats.rst)
+    raise AssertionError(f"{disk} not in /proc/diskstats")
+
+
 def test_blockio_counts_a_direct_write(load_program, tmp_path: Path):
     candidates = [tmp_path, Path("/var/tmp"), Path.cwd()]
     where = next((p for p in candidates if _disk_of(p)), None)
@@ -49,16 +57,25 @@ def test_blockio_counts_a_direct_write(load_program, tmp_path: Path):
     disk = _disk_of(where)
     target = Path(where) / f"hm-ebpf-dd-{os.getpid()}"
     runtime = load_program("blockio")
-    subprocess.run(["sync"], check=True)  # flush others' dirty pages now, not during the measurement
-    snapshot(runtime, "blockio")
-    try:
-        subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=64", "oflag=direct", "status=none"],
-                       check=True)
-        body = snapshot(runtime, "blockio")
-    finally:
-        target.unlink(missing_ok=True)
+    # Other writers (a broker's writeback, say) can land in the same window. Up to three
+    # tries for a window where the kernel's own count, /proc/diskstats, saw only our 64 MiB.
+    for _attempt in range(3):
+        subprocess.run(["sync"], check=True)  # flush others' dirty pages now, not during the measurement
+        snapshot(runtime, "blockio")
+        before = _diskstats_written(disk)
+        try:
+            subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=64", "oflag=direct",
+                            "status=none"], check=True)
+            body = snapshot(runtime, "blockio")
+            kernel = _diskstats_written(disk) - before
+        finally:
+            target.unlink(missing_ok=True)
+        if kernel <= 1.1 * 64 * MIB:
+            break
     written = body["maps"]["write_bytes"]["values"].get(disk, 0)
-    assert 0.9 * 64 * MIB <= written <= 1.1 * 64 * MIB, (disk, written, body["maps"]["write_bytes"])
+    expected = 64 * MIB if kernel <= 1.1 * 64 * MIB else kernel  # a busy disk: agree with the kernel's count
+    assert 0.9 * expected <= written <= 1.1 * expected, (disk, written, kernel, body["maps"]["write_bytes"])
+    assert written >= 0.9 * 64 * MIB
     latency = body["maps"]["latency_us"]["values"].get(disk, {})
     assert sum(latency.values()) >= 64, latency  # at least one completed request per 1 MiB write
     assert body["overflow"] == {"latency_us": 0, "read_bytes": 0, "write_bytes": 0, "issued_ns": 0}
