@@ -17,7 +17,7 @@ from collector.ebpf.cache import AttachCache
 from collector.ebpf.decoders import Decoders, proc_stat_busy_ns
 from collector.ebpf.loader import LoadedProgram, load_program, read_program, release_compiler_memory
 from collector.ebpf.snapshot import Reading, build_body
-from collector.ebpf.spec import PROGRAMS, load_spec
+from collector.ebpf.spec import BPF_DIR, PROGRAMS, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class Runtime:
     interval_s: float = 5.0
     syscalls_top_n: int = 20
     state_dir: Path | None = None  # where the attach cache lives; None: no cache
+    bpf_dir: Path = BPF_DIR
     loaded: dict[str, LoadedProgram] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # program -> why it did not load
     load_s: float = 0.0
@@ -44,7 +45,8 @@ class Runtime:
         started = time.monotonic()
         for name in programs:
             try:
-                loaded = load_program(load_spec(name), host_root=self.host_root, cache=self.cache)
+                loaded = load_program(load_spec(name, self.bpf_dir), host_root=self.host_root, cache=self.cache,
+                                      bpf_dir=self.bpf_dir)
             except Exception as err:  # noqa: BLE001 - one program's failure must not stop the others
                 self.failed[name] = str(err)
                 log.warning("ebpf %s not loaded: %s", name, err)
