@@ -34,14 +34,16 @@ class HostTally:
                    "from the beginning.")
 @click.option("--follow", "-f", is_flag=True, help="Keep reading new proofs; without it, stop at the end of the topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON verdict per proof on stdout instead of the table.")
+@click.option("--host", "hosts", multiple=True, metavar="HOST_ID",
+              help="Judge only these hosts' proofs (by Kafka key); repeat for several. Default: every host.")
 @click.option("--topic", default="hm.proofs.v1", show_default=True, help="Topic holding the proof envelopes.")
 @click.option("--min-storage-bytes", type=int, help="Minimum storage offered [env HMTEL_VERIFY_MIN_STORAGE_BYTES; default 1 GiB].")
 @click.option("--min-compute-cores", type=float, help="Minimum CPU capacity [env HMTEL_VERIFY_MIN_COMPUTE_CORES; default 1].")
 @click.option("--max-clock-skew-ms", type=float, help="Maximum host clock skew [env HMTEL_VERIFY_MAX_CLOCK_SKEW_MS; default 300000].")
 @click.option("--max-age-s", type=float, help="Maximum proof age [env HMTEL_VERIFY_MAX_AGE_S; default 86400].")
 @pass_ctx
-def verify(ctx: Context, keys: tuple[str, ...], group: str | None, follow: bool, as_json: bool, topic: str,
-           **thresholds: Any) -> None:
+def verify(ctx: Context, keys: tuple[str, ...], group: str | None, follow: bool, as_json: bool,
+           hosts: tuple[str, ...], topic: str, **thresholds: Any) -> None:
     """Verify resource proofs as a consensus validator would.
 
     \b
@@ -67,7 +69,8 @@ def verify(ctx: Context, keys: tuple[str, ...], group: str | None, follow: bool,
     tallies: dict[str, HostTally] = {}
     chain = ChainChecker()
     try:
-        asyncio.run(_run(settings, topic, group, follow, as_json, raw_keys, limits, chain, tallies))
+        asyncio.run(_run(settings, topic, group, follow, as_json, raw_keys, limits, chain, tallies,
+                         {h.encode() for h in hosts}))
     except KeyboardInterrupt:
         pass
     if not as_json:
@@ -87,7 +90,7 @@ def _local_processor_key(settings: Any) -> list[bytes]:
 
 
 async def _run(settings: Any, topic: str, group: str | None, follow: bool, as_json: bool, keys: list[bytes],
-               limits: Any, chain: Any, tallies: dict[str, HostTally]) -> None:
+               limits: Any, chain: Any, tallies: dict[str, HostTally], only: set[bytes]) -> None:
     import orjson
 
     from consumers.stream import TopicReader
@@ -96,6 +99,8 @@ async def _run(settings: Any, topic: str, group: str | None, follow: bool, as_js
     async with TopicReader(settings, [topic], group_id=group, follow=follow, what="verify") as reader:
         async for batch in reader.batches():
             for record in batch:
+                if only and record.key not in only:
+                    continue
                 v = verify_envelope(record.value or b"", keys, thresholds=limits, chain=chain, kafka_key=record.key)
                 host = v.host_id or (record.key or b"unknown").decode(errors="replace")
                 t = tallies.setdefault(host, HostTally())
@@ -125,10 +130,10 @@ def _print_table(tallies: dict[str, HostTally], chain: Any) -> None:
     if not tallies:
         click.echo("no proofs on the topic")
         return
-    rows = [("HOST", "PROOFS", "VALID", "INVALID", "DUP", "LAST SEQ", "LAST WINDOW END (UTC)", "CHAIN", "REASONS")]
+    rows = [("HOST", "PROOFS", "VALID", "INVALID", "DUP", "LAST SEQ", "LAST WINDOW END", "CHAIN", "REASONS")]
     for host in sorted(tallies):
         t = tallies[host]
-        end = (datetime.datetime.fromtimestamp(t.last_window_end_us / 1e6, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        end = (datetime.datetime.fromtimestamp(t.last_window_end_us / 1e6, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                if isinstance(t.last_window_end_us, int) else "-")
         rows.append((host, str(t.proofs), str(t.valid), str(t.invalid), str(t.duplicates),
                      "-" if t.last_seq is None else str(t.last_seq), end,
