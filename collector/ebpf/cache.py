@@ -6,6 +6,8 @@ What can be kept is what the previous start learned:
 
 * attach variants that failed (mm's fentry costs ~0.5 s to fail on a kernel
   without ftrace trampolines), so they are skipped, and said so, next time;
+  the loader keys them by program and a digest of its final C, so an edited
+  program is tried afresh;
 * struct member offsets resolved from BTF (parsing BTF costs ~0.2 s).
 
 Both are keyed by kernel release and boot id: a reboot or a new kernel starts

@@ -7,6 +7,7 @@ bcc is imported lazily: only hosts that run eBPF need it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ def load_program(spec: ProgramSpec, *, host_root: Path = Path("/"), bpf_dir: Pat
     from bcc import BPF  # distribution package python3-bpfcc
 
     text = final_source(spec, bpf_dir)
-    known_bad = cache.failed(spec.name) if cache else {}
+    # Failures are remembered per exact source: an edited program is tried afresh.
+    cache_name = f"{spec.name}@{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    known_bad = cache.failed(cache_name) if cache else {}
     if all(v.name in known_bad for v in spec.variants):
         known_bad = {}
     failed: list[str] = []
@@ -150,7 +153,7 @@ def load_program(spec: ProgramSpec, *, host_root: Path = Path("/"), bpf_dir: Pat
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             failed.append(f"{variant.name}: {reason}")
             if cache:
-                cache.record_failure(spec.name, variant.name, reason)
+                cache.record_failure(cache_name, variant.name, reason)
             log.info("ebpf %s: attach variant %s failed (%s); trying the next", spec.name, variant.name, reason)
             continue
         loaded = LoadedProgram(spec, variant, bpf, flags, time.monotonic() - started, failed)
