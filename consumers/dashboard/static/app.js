@@ -120,7 +120,7 @@ function renderList() {
     const mem = p && p[F.memory_total_bytes] ? p[F.memory_used_bytes] / p[F.memory_total_bytes] : null;
     return `<li class="host${id === selected ? " selected" : ""}" data-host="${esc(id)}">
       <div class="row1"><span class="dot ${hostHealth(h)}"></span><span class="name">${esc(hostName(h))}</span>${badge}</div>
-      <div class="sub">${esc(invLine(h.inventory))}</div>
+      <div class="sub"><span class="mono">${esc(id.slice(2, 10))}</span> · ${esc(invLine(h.inventory))}</div>
       <div class="bars"><span>CPU</span><div class="bar"><i style="width:${((cpu || 0) * 100).toFixed(1)}%"></i></div><span class="v">${cpu == null ? "–" : Math.round(cpu * 100) + "%"}</span>
       <span>MEM</span><div class="bar mem"><i style="width:${((mem || 0) * 100).toFixed(1)}%"></i></div><span class="v">${mem == null ? "–" : Math.round(mem * 100) + "%"}</span></div>
     </li>`;
@@ -217,7 +217,13 @@ function renderDetail() {
 }
 
 // ---------- charts ----------
-function destroyCharts() { for (const c of Object.values(charts)) c.u && c.u.destroy(); charts = {}; document.getElementById("charts").innerHTML = ""; }
+// The live uPlot instances by chart id, for the browser test and for poking at from devtools.
+window.__hm_charts = {};
+function destroyCharts() {
+  for (const c of Object.values(charts)) c.u && c.u.destroy();
+  charts = {}; window.__hm_charts = {};
+  document.getElementById("charts").innerHTML = "";
+}
 function chartData(h, def) {
   const s10 = h.series["10s"], s1m = h.series["1m"];
   const xs = [...new Set([...s10.map((p) => p[0]), ...s1m.map((p) => p[0])])].sort((a, b) => a - b);
@@ -295,11 +301,11 @@ function renderCharts() {
     c.el.dataset.points = points;
     const plot = c.el.querySelector(".plot");
     if (!points) {
-      if (c.u) { c.u.destroy(); c.u = null; }
+      if (c.u) { c.u.destroy(); c.u = null; delete window.__hm_charts[def.id]; }
       plot.innerHTML = `<div class="nodata">${def.id === "runq" || def.id === "bio" ? "no eBPF data from this host (needs root and BTF)" : "no data yet"}</div>`;
       continue;
     }
-    if (!c.u) { plot.innerHTML = ""; c.u = makeChart(def, plot, plot.clientWidth || 500); }
+    if (!c.u) { plot.innerHTML = ""; c.u = window.__hm_charts[def.id] = makeChart(def, plot, plot.clientWidth || 500); }
     c.u.setData(data, false);
     const now = nowSec();
     c.u.setScale("x", { min: now - model.historyS, max: now });
