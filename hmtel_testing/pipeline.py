@@ -121,12 +121,7 @@ class Pipeline:
     def start(self) -> "Pipeline":
         if self._started is not None:
             return self
-        mode = self.mode
-        if mode == "auto":
-            from deploy.broker_choice import docker_engine_answers
-
-            mode = "docker" if docker_engine_answers() else "local"
-        self.mode = mode
+        mode = self.mode = self.resolve_mode()
         self.workdir.mkdir(parents=True, exist_ok=True)
         runner: _Runner = _DockerRunner(self) if mode == "docker" else _LocalRunner(self)
         self._runner = runner
@@ -136,6 +131,14 @@ class Pipeline:
             runner.stop()
             raise
         return self
+
+    def resolve_mode(self) -> Mode:
+        """docker or local: auto means docker only where a Docker engine answers a ping."""
+        if self.mode != "auto":
+            return self.mode
+        from deploy.broker_choice import docker_engine_answers
+
+        return "docker" if docker_engine_answers() else "local"
 
     def stop(self) -> None:
         if self._runner is not None:
@@ -301,6 +304,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def compose_override(pipeline: Pipeline) -> dict[str, Any]:
+    """What the docker path lays over deploy/docker-compose.yml: a private project name (so
+    parallel runs do not collide) and the test's settings for the two components."""
+    env = pipeline.component_env()
+    return {
+        "name": f"hmtel-test-{secrets.token_hex(4)}",
+        "services": {
+            "processors": {"environment": env},
+            # host network: a fixed metrics port could clash with the machine's own collector
+            "collector": {"environment": {**env, "HMTEL_METRICS_LISTEN": "127.0.0.1:0"}},
+        },
+    }
+
+
 class _DockerRunner:
     """A Docker engine answers: testcontainers runs deploy/docker-compose.yml, with an override
     that names a private project, a free Kafka port and the test's short windows."""
@@ -320,11 +337,7 @@ class _DockerRunner:
         work = self.p.workdir
         env_file = work / "compose.env"
         env_file.write_text(f"HMTEL_KAFKA_HOST_PORT={port}\n")
-        env = self.p.component_env()
-        override = {
-            "name": f"hmtel-test-{secrets.token_hex(4)}",
-            "services": {"processors": {"environment": env}, "collector": {"environment": env}},
-        }
+        override = compose_override(self.p)
         override_file = work / "compose.override.json"  # JSON is YAML; compose reads it
         override_file.write_bytes(orjson.dumps(override))
         self.compose = DockerCompose(DEPLOY_DIR, compose_file_name=["docker-compose.yml", str(override_file)],
