@@ -143,7 +143,7 @@ def load_program(spec: ProgramSpec, *, host_root: Path = Path("/"), bpf_dir: Pat
         started = time.monotonic()
         try:
             offsets = cache.offsets(spec.name, variant.name) if cache and variant.offsets else None
-            if offsets is None:
+            if offsets is None or set(offsets) != set(variant.offsets):  # none cached, or the spec changed
                 offsets = resolve_offsets(variant, kernel_btf(host_root)) if variant.offsets else {}
                 if cache and variant.offsets:
                     cache.store_offsets(spec.name, variant.name, offsets)
