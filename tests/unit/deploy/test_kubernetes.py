@@ -112,6 +112,15 @@ def test_processors_and_dashboard_run_unprivileged():
                 assert c["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def test_dashboard_is_probed_on_its_health_endpoint_and_served_by_the_service():
+    (deployment,) = [d for d in objects_of("Deployment") if d["metadata"]["name"] == "hmtel-dashboard"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    (service,) = objects_of("Service")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+
+
 def _mib(quantity: str) -> float:
     number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
     return int(number) * (1024 if unit == "Gi" else 1)
