@@ -22,6 +22,7 @@ from hmtel.cli import Context, pass_ctx
 COMPONENTS: list[tuple[str, list[str]]] = [
     ("collector", ["collect"]),
     ("processors", ["process"]),
+    ("dashboard", ["dashboard"]),
 ]
 GRACE_S = 15.0
 
@@ -60,6 +61,8 @@ def _run_components(ctx: Context) -> None:
     for name, argv in COMPONENTS:
         procs.append((name, subprocess.Popen(base + argv)))
         click.echo(f"hmtel up: started {name} (pid {procs[-1][1].pid})", err=True)
+    if any(name == "dashboard" for name, _ in COMPONENTS):
+        click.echo(f"hmtel up: dashboard at http://{ctx.settings().dashboard_listen}/ (Ctrl-C stops everything)")
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:

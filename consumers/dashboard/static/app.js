@@ -61,6 +61,8 @@ function applySnapshot(s) {
   model.fields = s.fields; model.hosts = s.hosts; model.status = s.status; model.verifying = s.verifying;
   model.historyS = s.history_s; model.clockSkew = Date.now() / 1000 - s.now;
   F = Object.fromEntries(s.fields.map((f, i) => [f, i]));
+  document.getElementById("span-label").textContent =
+    s.history_s === 3600 ? "last hour" : s.history_s < 3600 ? `last ${Math.round(s.history_s / 60)} min` : `last ${(s.history_s / 3600).toFixed(1)} h`;
   dirty = { list: true, detail: true, charts: true };
 }
 function applyEvent(e) {
