@@ -31,6 +31,12 @@ link_headers() {  # link_headers BUILD_DIR [SOURCE_DIR]
   fi
 }
 
+header_trees() {  # header_trees: every header directory under <root>/usr/src, oldest first
+  for dir in "$root"/usr/src/linux-headers-*; do
+    [ -d "$dir" ] && echo "$dir"
+  done | sort -V
+}
+
 host_target() {  # host_target LINK: the host path LINK points at, seen through $root
   target=$(readlink "$1") || return 1
   case "$target" in
@@ -50,9 +56,8 @@ elif [ -L "$root/lib/modules/$release/build" ] && build=$(host_target "$root/lib
   link_headers "$build" "$source"
 elif [ -d "$root/usr/src/linux-headers-$release" ]; then
   link_headers "$root/usr/src/linux-headers-$release"
-elif newest=$(ls -d "$root"/usr/src/linux-headers-* 2>/dev/null | grep -v -- '-common$' | sort -V | tail -n 1) \
-     && [ -n "$newest" ]; then
-  common=$(ls -d "$root"/usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1 || true)
+elif newest=$(header_trees | grep -v -- '-common$' | tail -n 1) && [ -n "$newest" ]; then
+  common=$(header_trees | grep -- '-common$' | tail -n 1 || true)
   link_headers "$newest" "$common"
   say "note: $newest is not built for $release; bcc may warn about the version"
 elif [ -e /sys/kernel/kheaders.tar.xz ]; then

@@ -67,3 +67,11 @@ def test_without_headers_says_so_and_still_runs_the_command(tmp_path):
     assert proc.returncode == 7 and proc.stdout.strip() == "started"
     assert not (modules / RELEASE / "build").exists()
     assert "eBPF" in proc.stderr or "kheaders" in proc.stderr
+
+
+def test_entrypoint_passes_shellcheck():
+    from deploy_manifests import venv_bin
+
+    proc = subprocess.run([venv_bin("shellcheck"), "--shell=sh", "--severity=style", str(SCRIPT)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
