@@ -100,7 +100,7 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         p = self.payload or {}
-        window = p.get("window") if isinstance(p.get("window"), dict) else {}
+        window: dict[str, Any] = p["window"] if isinstance(p.get("window"), dict) else {}
         return {"ok": self.ok, "host_id": self.host_id, "seq": self.seq, "proof_id": self.proof_id,
                 "window_start_us": window.get("start_us"), "window_end_us": window.get("end_us"),
                 "key_id": self.key_id, "duplicate": self.duplicate,

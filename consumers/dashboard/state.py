@@ -90,11 +90,11 @@ def agg_point(agg: dict[str, Any]) -> list[float | None]:
 
 
 def inventory_summary(rec: dict[str, Any]) -> dict[str, Any]:
-    hm = rec.get("hypermesh") if isinstance(rec.get("hypermesh"), dict) else {}
+    hm: dict[str, Any] = rec["hypermesh"] if isinstance(rec.get("hypermesh"), dict) else {}
     storage: dict[str, dict[str, int]] = {}
     for dev in hm.get("storage") or ():
         if isinstance(dev, dict):
-            kind = dev.get("storage_type") if dev.get("storage_type") in STORAGE_TYPES else "Unknown"
+            kind = str(dev["storage_type"]) if dev.get("storage_type") in STORAGE_TYPES else "Unknown"
             s = storage.setdefault(kind, {"total_bytes": 0, "used_bytes": 0, "devices": 0})
             s["total_bytes"] += int(_num(dev.get("total_bytes")) or 0)
             s["used_bytes"] += int(_num(dev.get("used_bytes")) or 0)
@@ -170,7 +170,7 @@ class Board:
             return None
         if not isinstance(rec, dict):
             return None
-        host_id = rec.get("host_id") if isinstance(rec.get("host_id"), str) else (key or b"unknown").decode(
+        host_id: str = rec["host_id"] if isinstance(rec.get("host_id"), str) else (key or b"unknown").decode(
             errors="replace")
         if topic == INVENTORY_TOPIC:
             h = self.host(host_id)
@@ -181,9 +181,10 @@ class Board:
             point = agg_point(rec)
             h = self.host(host_id)
             series = h["series"][name]
-            if series and point[0] <= series[-1][0]:  # a re-sent window (at-least-once): replace in place
+            t = float(point[0] or 0)
+            if series and t <= series[-1][0]:  # a re-sent window (at-least-once): replace in place
                 for i, old in enumerate(series):
-                    if old[0] == point[0]:
+                    if old[0] == t:
                         series[i] = point
                         break
                 else:
@@ -193,7 +194,7 @@ class Board:
             cutoff = now_s - self.history_s
             while series and series[0][0] < cutoff:
                 series.pop(0)
-            h["last_seen"] = max(h["last_seen"] or 0, point[0])
+            h["last_seen"] = max(h["last_seen"] or 0, t)
             return {"t": "point", "host": host_id, "series": name, "point": point}
         if topic == REJECTED_TOPIC:
             h = self.host(host_id)
