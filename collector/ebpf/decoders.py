@@ -152,11 +152,16 @@ class Decoders:
         self._refreshed.clear()
 
     def _cgroup_root(self) -> Path | None:
-        try:
-            mount = cgroup2_mount((self.host_root / "proc/self/mountinfo").read_text())
-        except OSError:
-            return None
-        return None if mount is None else self.host_root / mount.lstrip("/")
+        # pid 1's view first: in a container with the host's /proc under host_root,
+        # proc/self would describe the container's mounts, not the host's.
+        for pid in ("1", "self"):
+            try:
+                mount = cgroup2_mount((self.host_root / f"proc/{pid}/mountinfo").read_text())
+            except OSError:
+                continue
+            if mount is not None:
+                return self.host_root / mount.lstrip("/")
+        return None
 
     def _lookup(self, kind: str, key: int) -> str | None:
         cache = self._cgroups if kind == "cgroup" else self._ifaces
