@@ -110,14 +110,21 @@ def inventory_summary(rec: dict[str, Any]) -> dict[str, Any]:
                   g.get("memory_total_bytes")} for g in gpus],
         "memory_total_bytes": _get(hm, "memory.total_bytes"),
         "storage": storage,
-        "kernel": _get(rec, "system.kernel"),
-        "os": _get(rec, "system.os"),
+        "kernel": _text(_get(rec, "system.kernel"), "release", "name"),
+        "os": _text(_get(rec, "system.os"), "pretty_name", "name"),
         "virtualization": _get(rec, "system.virtualization"),
         "source": rec.get("source"),
         "missing": rec.get("missing") or [],
         "inventory_hash": rec.get("inventory_hash"),
         "ts": rec.get("ts"),
     }
+
+
+def _text(value: Any, *keys: str) -> str | None:
+    """A display string from a field that is a string or an object (e.g. os {pretty_name, ...})."""
+    if isinstance(value, dict):
+        value = next((value[k] for k in keys if isinstance(value.get(k), str)), None)
+    return value if isinstance(value, str) else None
 
 
 def proof_summary(v: Any) -> dict[str, Any]:

@@ -104,11 +104,14 @@ function invLine(inv) {
   if (!inv) return "inventory pending";
   const parts = [];
   if (inv.cpu_cores) parts.push(inv.cpu_cores + " cores");
-  if (inv.memory_total_bytes) parts.push(fmtBytes(inv.memory_total_bytes, 0));
-  if (inv.gpus && inv.gpus.length) parts.push(inv.gpus.length + " GPU");
-  const st = Object.entries(inv.storage || {}).sort((a, b) => b[1].total_bytes - a[1].total_bytes)[0];
-  if (st) parts.push(st[0] + " " + fmtBytes(st[1].total_bytes, 0));
+  if (inv.memory_total_bytes) parts.push(fmtBytes(inv.memory_total_bytes, 0) + " RAM");
+  parts.push(inv.gpus && inv.gpus.length ? inv.gpus.length + " GPU" : "no GPU");
   return parts.join(" · ");
+}
+function storageLine(inv) {
+  const st = Object.entries((inv && inv.storage) || {}).sort((a, b) => b[1].total_bytes - a[1].total_bytes);
+  if (!st.length) return inv ? '<span class="stype">no storage</span>' : "";
+  return st.map(([t, s]) => `<span class="stype">${esc(t)}</span> ${esc(fmtBytes(s.total_bytes, 0))}`).join("  ");
 }
 function renderList() {
   const ul = document.getElementById("hosts");
@@ -121,8 +124,9 @@ function renderList() {
     const cpu = p ? p[F.cpu_utilisation] : null;
     const mem = p && p[F.memory_total_bytes] ? p[F.memory_used_bytes] / p[F.memory_total_bytes] : null;
     return `<li class="host${id === selected ? " selected" : ""}" data-host="${esc(id)}">
-      <div class="row1"><span class="dot ${hostHealth(h)}"></span><span class="name">${esc(hostName(h))}</span>${badge}</div>
-      <div class="sub"><span class="mono">${esc(id.slice(2, 10))}</span> · ${esc(invLine(h.inventory))}</div>
+      <div class="row1"><span class="dot ${hostHealth(h)}"></span><span class="name" title="${esc(id)}">${esc(hostName(h))} <span class="hid">${esc(id.slice(2, 8))}</span></span>${badge}</div>
+      <div class="sub">${esc(invLine(h.inventory))}</div>
+      <div class="sub stor">${storageLine(h.inventory)}</div>
       <div class="bars"><span>CPU</span><div class="bar"><i style="width:${((cpu || 0) * 100).toFixed(1)}%"></i></div><span class="v">${cpu == null ? "–" : Math.round(cpu * 100) + "%"}</span>
       <span>MEM</span><div class="bar mem"><i style="width:${((mem || 0) * 100).toFixed(1)}%"></i></div><span class="v">${mem == null ? "–" : Math.round(mem * 100) + "%"}</span></div>
     </li>`;
@@ -174,6 +178,7 @@ function renderDetail() {
     chips.push(chip("CPU", `${inv.cpu_cores ?? "?"} × ${inv.cpu_model || "unknown"}`));
     chips.push(chip("GPU", inv.gpus.length ? inv.gpus.map((g) => g.model || "GPU").join(", ") : "none"));
     chips.push(chip("Memory", fmtBytes(inv.memory_total_bytes, 0)));
+    if (inv.virtualization) chips.push(chip("Virt", inv.virtualization));
     const st = Object.entries(inv.storage || {});
     if (!st.length) chips.push(chip("Storage", "none"));
     for (const [type, s] of st) chips.push(chip(type, `${fmtBytes(s.total_bytes, 0)} · ${Math.round((100 * s.used_bytes) / (s.total_bytes || 1))}% used`));
@@ -252,6 +257,13 @@ function chartData(h, def) {
   }
   return [cols, points];
 }
+function latestText(h, def) {
+  const p = latest(h);
+  if (!p) return "";
+  const fmt = FMT[def.fmt];
+  return def.lines.map((l) => (def.lines.length > 1 ? l.label + " " : "") + fmt(p[F[l.f]])).join(" · ");
+}
+const hhmm = (v) => new Date(v * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
 function makeChart(def, el, width) {
   const fmt = FMT[def.fmt];
   const stepped = uPlot.paths.stepped({ align: -1 });
@@ -268,8 +280,8 @@ function makeChart(def, el, width) {
     value: (u, v) => (v == null ? "–" : fmt(v)) });
   const axisColor = "#8593ad", grid = { stroke: "rgba(133,147,173,0.12)", width: 1 };
   const opts = {
-    width, height: 190, series, cursor: { drag: { x: false, y: false } },
-    legend: { live: true },
+    width, height: 170, series, cursor: { drag: { x: false, y: false } },
+    legend: { show: false },
     scales: { x: { time: true }, y: { range: (u, min, max) => {
       if (def.fmt === "pct") return [0, 1];
       const lo = Math.min(0, min ?? 0), hi = Math.max(max ?? 1, lo + 1e-9);
@@ -277,8 +289,8 @@ function makeChart(def, el, width) {
       return [lo < 0 ? lo - pad : 0, hi + pad];
     } } },
     axes: [
-      { stroke: axisColor, grid, ticks: grid, font: "11px system-ui" },
-      { stroke: axisColor, grid, ticks: grid, font: "11px system-ui", size: 64,
+      { stroke: axisColor, grid, ticks: grid, font: "11px system-ui", values: (u, vals) => vals.map(hhmm) },
+      { stroke: axisColor, grid, ticks: grid, font: "11px system-ui", size: 74, space: 24,
         incrs: def.fmt === "bytes" || def.fmt === "rate" ? BINARY_INCRS : undefined,
         values: (u, vals) => vals.map((v) => fmt(Math.abs(v))) },
     ],
@@ -295,12 +307,13 @@ function renderCharts() {
       const el = document.createElement("div");
       el.className = "chart";
       el.dataset.chart = def.id;
-      el.innerHTML = `<h4><span>${esc(def.title)}</span><span class="latest">${esc(def.note || "")}</span></h4><div class="plot"></div>`;
+      el.innerHTML = `<h4><span>${esc(def.title)} <span class="note">${esc(def.note || "")}</span></span><span class="latest"></span></h4><div class="plot"></div>`;
       box.appendChild(el);
       c = charts[def.id] = { el, u: null };
     }
     const [data, points] = chartData(h, def);
     c.el.dataset.points = points;
+    c.el.querySelector(".latest").textContent = latestText(h, def);
     const plot = c.el.querySelector(".plot");
     if (!points) {
       if (c.u) { c.u.destroy(); c.u = null; delete window.__hm_charts[def.id]; }
@@ -314,7 +327,7 @@ function renderCharts() {
   }
 }
 window.addEventListener("resize", () => {
-  for (const c of Object.values(charts)) if (c.u) c.u.setSize({ width: c.el.querySelector(".plot").clientWidth, height: 190 });
+  for (const c of Object.values(charts)) if (c.u) c.u.setSize({ width: c.el.querySelector(".plot").clientWidth, height: 170 });
 });
 
 // ---------- loop ----------

@@ -112,3 +112,12 @@ def test_proofs_verified_counted_and_chained(with_key):
     else:  # fails closed: without the processor key nothing is valid (nor deduped), the chain is not judged
         assert h["proofs"]["invalid"] == 4 and h["proofs"]["valid"] == 0 and h["chain_intact"] is None
         assert "unknown_key" in [r["code"] for r in h["proof"]["reasons"]]
+
+
+def test_inventory_os_and_kernel_objects_become_text():
+    rec = dict(INVENTORY, system={**INVENTORY["system"],
+                                  "os": {"id": "debian", "name": "Debian GNU/Linux", "pretty_name": "Debian GNU/Linux 12"},
+                                  "kernel": {"name": "Linux", "release": "6.1.0-18-amd64"}})
+    inv = inventory_summary(rec)
+    assert inv["os"] == "Debian GNU/Linux 12" and inv["kernel"] == "6.1.0-18-amd64"
+    assert inventory_summary(dict(INVENTORY, system={"os": None, "kernel": "6.8"}))["kernel"] == "6.8"
