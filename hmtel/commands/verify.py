@@ -122,13 +122,15 @@ async def _run(settings: Any, topic: str, group: str | None, follow: bool, as_js
                 elif not v.ok:
                     why = "; ".join(f"{r.code}: {r.detail}" for r in v.reasons)
                     click.echo(f"INVALID {host} seq={v.seq} offset={record.partition}:{record.offset}  {why}")
+                elif follow:  # a live validator shows each verdict as it comes; the table follows on Ctrl-C
+                    click.echo(f"valid   {host} seq={v.seq}{' (duplicate)' if v.duplicate else ''}")
 
 
 def _print_table(tallies: dict[str, HostTally], chain: Any) -> None:
     import datetime
 
     if not tallies:
-        click.echo("no proofs on the topic")
+        click.echo("no proofs read")
         return
     rows = [("HOST", "PROOFS", "VALID", "INVALID", "DUP", "LAST SEQ", "LAST WINDOW END", "CHAIN", "REASONS")]
     for host in sorted(tallies):
