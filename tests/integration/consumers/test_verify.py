@@ -134,6 +134,7 @@ def test_one_byte_changed_is_rejected_with_the_reason(consumer_run, kafka_settin
     invalid = [line for line in out.stdout.splitlines() if line.startswith("INVALID")]
     assert len(invalid) == 2, out.stdout  # the altered proof, and the next one whose prev no longer chains
     assert "bad_signature" in invalid[0] and f"{host} seq=" in invalid[0]
+    assert "chain_gap" in invalid[1]  # the forgery did not move the chain: seq 2 follows seq 0
 
     js = hmtel_verify(consumer_run, "--topic", topic, "--json")
     verdicts = [orjson.loads(line) for line in js.stdout.splitlines() if line.startswith("{")]
