@@ -16,7 +16,7 @@ from hmconfig.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-TIERS = ("unit", "integration", "host")
+TIERS = ("unit", "integration", "host", "fuzz", "chaos")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
