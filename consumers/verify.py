@@ -173,7 +173,10 @@ def normalize_keys(keys: KeysArg | None) -> dict[str, bytes]:
         return {dsse.key_id(bytes(v)): bytes(v) for v in keys.values()}
     out = {}
     for k in keys:
-        raw = base64.b64decode(k, validate=True) if isinstance(k, str) else bytes(k)
+        try:
+            raw = base64.b64decode(k, validate=True) if isinstance(k, str) else bytes(k)
+        except (binascii.Error, ValueError):
+            raise KeyArgError("a processor key given as text must be standard base64") from None
         if len(raw) != 32:
             raise KeyArgError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
         out[dsse.key_id(raw)] = raw

@@ -219,3 +219,14 @@ def test_parse_key_forms(tmp_path, key):
     (tmp_path / "bad.txt").write_text("not-a-key\n")
     with pytest.raises(KeyArgError, match="bad.txt:1"):
         parse_key(str(tmp_path / "bad.txt"))
+
+
+def test_keys_as_base64_text_or_mapping(key):
+    value, _ = envelope(payload(), key)
+    b64 = base64.b64encode(pub(key)).decode()
+    assert verify_envelope(value, [b64], now_us=NOW).ok
+    assert verify_envelope(value, {"any-id": pub(key)}, now_us=NOW).ok
+    with pytest.raises(KeyArgError, match="32 bytes"):
+        verify_envelope(value, [b"short"], now_us=NOW)
+    with pytest.raises(KeyArgError, match="base64"):
+        verify_envelope(value, ["not base64!"], now_us=NOW)
