@@ -29,8 +29,8 @@ def dashboard(ctx: Context, listen: str | None, keys: tuple[str, ...], history_s
     overrides = {k: v for k, v in {"dashboard_listen": listen, "dashboard_history_s": history_s}.items()
                  if v is not None}
     settings = ctx.settings(**overrides)
-    if settings.log_level != "DEBUG":
-        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if settings.log_level != "DEBUG":  # the feed logs one line per failed attempt itself
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     from consumers.dashboard.server import Dashboard, split_listen
     from consumers.verify import Thresholds, parse_key
     from schemas.keys import PROCESSOR_KEY_FILE, SigningKey
