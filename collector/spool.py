@@ -291,7 +291,10 @@ class Spool:
         self.corrupt_records_total = int(state.get("corrupt_records_total", 0))
         self.corrupt_bytes_total = int(state.get("corrupt_bytes_total", 0))
 
-    def _save_state(self) -> None:
+    def _save_state(self, durable: bool = True) -> None:
+        """Replace state.json atomically (rename). ``durable=False`` skips the fsync: the periodic
+        acked-position update is not worth one (a stale or empty file after a power loss only
+        means records are sent again); drops and close() are fsynced."""
         tmp = self._state_path.with_suffix(".tmp")
         data = orjson.dumps({
             "acked": self.acked,
@@ -302,7 +305,8 @@ class Spool:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, self._state_path)
@@ -481,7 +485,7 @@ class Spool:
             os.fsync(self._writer)
             self._dirty = False
         if self._state_dirty:
-            self._save_state()
+            self._save_state(durable=False)
 
     def close(self) -> None:
         if not self._opened:
