@@ -4,7 +4,7 @@ Layout under ``<state_dir>/spool``:
 
 * ``seg-<first index, 20 digits>.log``: append-only segment files of frames;
 * ``state.json``: the acked index and the drop/corruption counters (replaced
-  atomically: write, fsync, rename).
+  atomically by rename; fsynced on drops and at close).
 
 A frame is ``magic "HMS1" | u32 body length | u32 crc32(body) | body`` with
 ``body = u8 kind | u64 index | payload``. Record payloads hold topic, key,
