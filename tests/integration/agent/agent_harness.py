@@ -69,6 +69,8 @@ class AgentProcess:
                "HMTEL_KAFKA_BOOTSTRAP": bootstrap or self.bootstrap,
                "HMTEL_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
                "HMTEL_KAFKA_CONNECT_TIMEOUT_S": "3", "HMTEL_LOG_LEVEL": "INFO",
+               # eBPF has its own tests; compiling it in every agent start here would cost CI minutes.
+               "HMTEL_EBPF_ENABLED": "false",
                "PYTHONUNBUFFERED": "1", **self.extra_env}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.runs += 1
