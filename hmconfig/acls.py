@@ -66,8 +66,10 @@ ACL_TABLE: dict[str, tuple[Grant, ...]] = {
         Grant("topic", PROOFS, "READ"),
         *_each("group", ("hm-validator",), "READ", pattern="prefixed"),
     ),
+    # The dashboard (consumers/dashboard/state.py TOPICS) shows the aggregates, and beside them each
+    # host's inventory, its latest proofs and its rejections; it reads no raw usage or eBPF record.
     "dashboard": (
-        *_each("topic", AGGREGATES, "READ"),
+        *_each("topic", ("hm.inventory.v1", *AGGREGATES, PROOFS, REJECTED), "READ"),
         *_each("group", ("hm-dashboard",), "READ", pattern="prefixed"),
     ),
 }

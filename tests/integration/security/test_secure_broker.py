@@ -89,7 +89,7 @@ def test_validator_idempotent_producer_is_refused_and_it_can_read_proofs(secure)
     assert asyncio.run(end_offsets(validator, "hm.proofs.v1")) >= 0  # read (ListOffsets) is allowed
 
 
-def test_dashboard_reads_aggregates_not_proofs(secure):
+def test_dashboard_reads_aggregates_not_raw_usage(secure):
     dashboard = secure.as_user("dashboard")
 
     async def probe(topic: str, group: str):
@@ -107,7 +107,7 @@ def test_dashboard_reads_aggregates_not_proofs(secure):
             await consumer.stop()
 
     assert asyncio.run(probe("hm.usage.agg.1m.v1", "hm-dashboard-test")) is None
-    err = asyncio.run(probe("hm.proofs.v1", "hm-dashboard-test"))
+    err = asyncio.run(probe("hm.usage.v1", "hm-dashboard-test"))
     assert isinstance(err, (TopicAuthorizationFailedError, BrokerAuthFailed)), err
     assert "TopicAuthorizationFailed" in str(err) or isinstance(err, TopicAuthorizationFailedError)
     # Another role's group is refused too.

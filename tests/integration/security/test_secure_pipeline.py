@@ -58,7 +58,7 @@ async def read_all(settings, topic: str) -> list:
 def pipeline_run(secure, tmp_path_factory):
     base = tmp_path_factory.mktemp("secure-pipeline")
     pstate, cstate, sstate = base / "processor", base / "collector", base / "simulate"
-    for d in (pstate, cstate, sstate):
+    for d in (pstate, cstate, sstate, base / "validator"):
         d.mkdir()
     procs: list[subprocess.Popen] = []
 
@@ -103,7 +103,12 @@ def pipeline_run(secure, tmp_path_factory):
             collector_host = SigningKey.load_or_create(cstate, "host.key").host_id
             if collector_host in proofs and len(proofs) >= 4 and all(len(v) >= WANT_PROOFS for v in proofs.values()):
                 break
-        yield {"base": base, "proofs": proofs, "collector_host": SigningKey.load_or_create(cstate, "host.key").host_id,
+        # The reference validator, as the validator user.
+        verify = subprocess.run([sys.executable, "-m", "hmtel", "verify", "--json", "--key", str(pstate / "processor.key")],
+                                cwd=ROOT, env=env_as(secure, "validator", base / "validator"), capture_output=True,
+                                text=True, timeout=120)
+        (base / "verify.log").write_text(verify.stderr)
+        yield {"base": base, "verify": verify, "pkey": pkey, "proofs": proofs, "collector_host": SigningKey.load_or_create(cstate, "host.key").host_id,
                "pstate": pstate, "cstate": cstate, "sstate": sstate}
     finally:
         for p in procs:
@@ -123,6 +128,17 @@ def test_proofs_verify_end_to_end_in_secure_mode(pipeline_run):
     for host, items in proofs.items():
         assert len(items) >= WANT_PROOFS, (host, len(items))
         assert len({p["proof_id"] for p in items}) == len({(p["proof_id"], p["seq"]) for p in items})
+
+
+def test_hmtel_verify_as_validator_accepts_the_proofs(pipeline_run):
+    verify = pipeline_run["verify"]
+    assert verify.returncode in (0, 1), verify.stderr[-2000:]  # 2 = usage or broker error
+    verdicts = [orjson.loads(line) for line in verify.stdout.splitlines() if line.startswith("{")]
+    assert verdicts, verify.stderr[-2000:]
+    assert all(v["key_id"] == pipeline_run["pkey"].key_id for v in verdicts)
+    assert not [v for v in verdicts if "bad_signature" in {r["code"] for r in v["reasons"]}]
+    ok_hosts = {v["host_id"] for v in verdicts if v["ok"]}
+    assert set(pipeline_run["proofs"]) <= ok_hosts, [v for v in verdicts if not v["ok"]][:3]
 
 
 def test_no_log_holds_a_password_or_private_key(secure, pipeline_run):
