@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "tests/artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                  "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1440,1000"]
+                  "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1440,1000",
+                  "--disable-dev-shm-usage"]  # containers often have a 64 MB /dev/shm
 pytestmark = pytest.mark.timeout(180)
 
 
