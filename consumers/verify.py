@@ -69,6 +69,14 @@ class Thresholds:
     over_capacity_factor: float = 1.05      # work claimed may exceed capacity by this factor
     min_coverage: float = 0.8               # samples / expected samples in the window
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Thresholds":
+        """The verify_* settings (HMTEL_VERIFY_*); the rest keep their defaults."""
+        return cls(min_storage_bytes=settings.verify_min_storage_bytes,
+                   min_compute_cores=settings.verify_min_compute_cores,
+                   max_clock_skew_ms=settings.verify_max_clock_skew_ms,
+                   max_age_s=settings.verify_max_age_s)
+
 
 @dataclass(frozen=True)
 class Reason:

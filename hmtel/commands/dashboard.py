@@ -43,10 +43,7 @@ def dashboard(ctx: Context, listen: str | None, keys: tuple[str, ...], history_s
     else:
         raw = []
         click.echo("hmtel dashboard: no processor key (--key); proofs are shown unverified", err=True)
-    limits = Thresholds(min_storage_bytes=settings.verify_min_storage_bytes,
-                        min_compute_cores=settings.verify_min_compute_cores,
-                        max_clock_skew_ms=settings.verify_max_clock_skew_ms,
-                        max_age_s=settings.verify_max_age_s)
+    limits = Thresholds.from_settings(settings)
     board = Dashboard(settings, keys=raw, thresholds=limits)
 
     async def main() -> None:

@@ -62,10 +62,7 @@ def verify(ctx: Context, keys: tuple[str, ...], group: str | None, follow: bool,
     from consumers.verify import ChainChecker, Thresholds, parse_key
 
     raw_keys = [k for value in keys for k in parse_key(value)] if keys else _local_processor_key(settings)
-    limits = Thresholds(min_storage_bytes=settings.verify_min_storage_bytes,
-                        min_compute_cores=settings.verify_min_compute_cores,
-                        max_clock_skew_ms=settings.verify_max_clock_skew_ms,
-                        max_age_s=settings.verify_max_age_s)
+    limits = Thresholds.from_settings(settings)
     tallies: dict[str, HostTally] = {}
     chain = ChainChecker()
     try:
