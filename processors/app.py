@@ -205,6 +205,9 @@ class Processor:
 
     async def _tick(self) -> None:
         app = self.app
+        if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+            # also on a rebalance: faust revokes partitions only once every event taken is acked
+            await self._checkpoint()
         if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
             return  # acting on half-restored state could re-issue a proof seq
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == "hm.usage.v1"}
@@ -212,8 +215,6 @@ class Processor:
             self.ready = True  # tests and operators wait for this line
             log.warning("ready: %d of %d partitions assigned, %d hosts restored", len(assigned), self.partitions,
                         len(self.table))
-        if time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
-            await self._checkpoint()  # streams gone idle still get their last events acked
         if self.rescan:  # after a (re)assignment: every owned host, including outboxes left by a crash
             self.rescan = False
             for key in list(self.table.keys()):
