@@ -208,7 +208,7 @@ class Processor:
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return  # acting on half-restored state could re-issue a proof seq
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == "hm.usage.v1"}
         if not self.ready:

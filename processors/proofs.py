@@ -51,12 +51,12 @@ def fold_digest(digest_hex: str, value: bytes) -> str:
 
 def inventory_summary(record: dict[str, Any]) -> dict[str, Any]:
     """What a proof needs from an hm.inventory.v1 record (kept per host in the table)."""
-    hm = record.get("hypermesh") if isinstance(record.get("hypermesh"), dict) else {}
+    hm: dict[str, Any] = record["hypermesh"] if isinstance(record.get("hypermesh"), dict) else {}
     storage: dict[str, list[int]] = {}
     for dev in hm.get("storage") or ():
         if not isinstance(dev, dict):
             continue
-        kind = STORAGE_TYPES.get(dev.get("storage_type"), "unknown")
+        kind = STORAGE_TYPES.get(str(dev.get("storage_type")), "unknown")
         t = storage.setdefault(kind, [0, 0])
         t[0] += int(dev.get("total_bytes") or 0)
         t[1] += int(dev.get("used_bytes") or 0)
@@ -134,7 +134,7 @@ def add_ebpf(acc: dict[str, Any], record: dict[str, Any], value: bytes) -> None:
     e = acc["ebpf"] = acc["ebpf"] or {"snapshots": 0, "oncpu_ns": 0, "procfs_busy_ns": 0, "agreement_inputs": 0,
                                       "runq": {}, "blockio": {}, "syscalls": 0, "page_faults": 0}
     e["snapshots"] += 1
-    maps = record.get("maps") if isinstance(record.get("maps"), dict) else {}
+    maps: dict[str, Any] = record["maps"] if isinstance(record.get("maps"), dict) else {}
 
     def values(name: str) -> dict[str, Any]:
         m = maps.get(name)
