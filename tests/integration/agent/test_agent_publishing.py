@@ -98,6 +98,7 @@ async def test_tiny_spool_drops_oldest_counts_them_and_keeps_the_newest(agent_fa
     dropped = await agent.wait_metric(DROPPED, lambda v: v >= 20, timeout_s=60)
     assert agent.terminate() == 0, agent.log_text()[-2000:]
     assert "dropped the" in agent.log_text(), "drops are reported in the log"
+    assert agent.log_text().count("no Kafka broker answered") == 1, "the unreachable broker is reported once"
 
     spool = Spool(agent.state_dir / "spool", max_bytes=65536)
     spool.open()

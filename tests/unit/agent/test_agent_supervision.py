@@ -115,3 +115,31 @@ async def test_oversized_record_is_refused_without_using_a_seq(tmp_path):
             await agent.emit("hm.ebpf.v1", {"blob": "x" * (1 << 20)})
         await agent.emit("hm.ebpf.v1", {"program": "net"})
         assert agent.seqs.peek(agent.host_id, "hm.ebpf.v1") == 1
+
+
+async def test_inventory_published_at_start_on_hash_change_and_when_due(tmp_path):
+    hashes = iter(["a", "a", "b", "b", "b", "b", "b", "b", "b", "b", "b", "b", "b", "b", "b", "b"])
+    built = []
+
+    def build(host_root):
+        built.append(host_root)
+        return {"source": "linux", "inventory_hash": next(hashes, "b")}
+
+    settings = _settings(tmp_path).model_copy(update={"inventory_check_s": 0.1, "inventory_interval_s": 3600})
+    agent = Agent(settings, polling_sources=[], stream_sources=[], build_inventory=build)
+    async with agent:
+        await asyncio.sleep(0.65)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 30)
+    spool.open()
+    inv = [orjson.loads(e.value) for e in spool.read(max_records=1000) if e.topic == "hm.inventory.v1"]
+    spool.close()
+    assert len(built) >= 4, "rebuilt every inventory_check_s"
+    assert [r["inventory_hash"] for r in inv] == ["a", "b"], "at start, then only on change"
+    assert [r["seq"] for r in inv] == [0, 1]
+    assert all(r["public_key"] == agent.key.public_key_b64 for r in inv)
+
+    due = _settings(tmp_path / "due").model_copy(update={"inventory_check_s": 0.1, "inventory_interval_s": 0.2})
+    agent = Agent(due, polling_sources=[], stream_sources=[], build_inventory=lambda root: {"inventory_hash": "same"})
+    async with agent:
+        await asyncio.sleep(0.7)
+    assert agent.seqs.peek(agent.host_id, "hm.inventory.v1") >= 3, "republished when due though unchanged"
