@@ -237,6 +237,9 @@ class Agent:
             self._spawn_sampling("inventory", self._inventory_loop)
         for stream in self.streams:
             self._spawn_sampling(f"stream:{stream.name}", functools.partial(stream.run, self.emit))
+        self.publisher.topics = tuple(sorted(
+            {TOPIC_FOR_SCHEMA[USAGE_SCHEMA]} | ({TOPIC_FOR_SCHEMA[INVENTORY_SCHEMA]} if self._inventory_enabled else set())
+            | ({TOPIC_FOR_SCHEMA["hm.ebpf.v1"]} if self.streams else set())))
         self.supervisor.spawn("publisher", self.publisher.run)
         self.supervisor.spawn("spool-sync", self._sync_loop)
         log.info("collector: host_id %s, boot_id %s, %d polling source(s) [%s], %d stream source(s); "

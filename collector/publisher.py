@@ -80,6 +80,8 @@ class Publisher:
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partitioner = DefaultPartitioner()
         self._said_down = False
+        self._said_missing: list[str] = []
+        self.topics: tuple[str, ...] = ()  # topics the owner publishes to, checked at each connect
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -162,7 +164,23 @@ class Publisher:
             self.connected = True
             if self.metrics:
                 self.metrics.kafka_up.set(1)
+            await self._check_topics(producer)
             return producer
+
+    async def _check_topics(self, producer: AIOKafkaProducer) -> None:
+        """Say once if a topic we hold records for is missing (the agent never creates topics):
+        otherwise the producer just waits for its metadata and nothing explains why."""
+        if not self.topics:
+            return
+        try:
+            cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), 10)
+        except (asyncio.TimeoutError, KafkaError, OSError):
+            return
+        missing = sorted(set(self.topics) - set(cluster.topics()))
+        if missing and missing != self._said_missing:
+            log.warning("publisher: topic(s) %s do not exist on %s; records wait in the spool until they do "
+                        "(create them with `hmtel topics ensure`)", ", ".join(missing), self.settings.bootstrap)
+        self._said_missing = missing
 
     def _reset_inflight(self) -> None:
         for item in self._inflight:
