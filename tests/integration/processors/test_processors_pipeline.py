@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -32,59 +30,23 @@ import orjson
 import pytest
 from nacl.signing import VerifyKey
 
-from hmconfig.kafka_clients import make_consumer
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
 from schemas.keys import SigningKey
 
-ROOT = Path(__file__).resolve().parents[3]
+from processors_harness import ROOT, worker_env, pae, read_topic, wait_ready
 PROOF_S, AGG_LONG_S = 10, 10
 RUN_S = 50
 CRASH_AT_S = 24
 
 
-def _env(settings, state_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HMTEL_")}
-    env.update({"HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_STATE_DIR": str(state_dir),
-                "HMTEL_LOG_LEVEL": "WARNING", **extra})
-    return env
-
-
 def start_processor(settings, state_dir: Path, app_id: str, log: Path) -> subprocess.Popen:
-    env = _env(settings, state_dir, HMTEL_PROCESSOR_APP_ID=app_id, HMTEL_PROOF_WINDOW_S=str(PROOF_S),
+    env = worker_env(settings, state_dir, HMTEL_PROCESSOR_APP_ID=app_id, HMTEL_PROOF_WINDOW_S=str(PROOF_S),
                HMTEL_PROOF_GRACE_S="40", HMTEL_AGG_WINDOW_10S_S="2", HMTEL_AGG_WINDOW_1M_S=str(AGG_LONG_S),
                HMTEL_AGG_GRACE_S="40", HMTEL_PROCESSOR_TICK_S="0.5", HMTEL_UNKNOWN_HOST_GRACE_S="3",
                HMTEL_PROCESSOR_OFFSET_RESET="latest")
     return subprocess.Popen([sys.executable, "-m", "hmtel", "process"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
-
-
-async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while log.read_text(errors="replace").count("ready:") < marks:
-        assert proc.poll() is None, f"processor exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"processor not ready after {timeout_s}s:\n{log.read_text()[-3000:]}"
-        await asyncio.sleep(0.2)
-
-
-async def read_topic(settings, topic: str, idle_s: float = 2.0) -> list:
-    consumer = make_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    out = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return out
-            for msgs in batch.values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +62,7 @@ async def run(kafka_settings, tmp_path_factory):
         await wait_ready(proc, log, 1)
         collector = subprocess.Popen(
             [sys.executable, "-m", "hmtel", "collect", "--metrics-listen", ""], cwd=ROOT,
-            env=_env(kafka_settings, cstate), stdout=subprocess.DEVNULL, stderr=open(base / "collect.log", "ab"))
+            env=worker_env(kafka_settings, cstate), stdout=subprocess.DEVNULL, stderr=open(base / "collect.log", "ab"))
         seed = uuid.uuid4().hex[:6]
         sims = asyncio.gather(
             simulator.run(kafka_settings, hosts=3, rate=1, duration_s=RUN_S, seed=f"A{seed}", ebpf=True,
@@ -157,7 +119,7 @@ async def test_every_chain_verifies_and_is_contiguous_after_a_crash(run):
         assert host in by_host, f"no proof for {host}; log:\n{run['log'].read_text()[-3000:]}"
     for host, items in by_host.items():
         seen: dict[str, bytes] = {}
-        for payload, data, _env in items:
+        for payload, data, worker_env in items:
             start, length = payload["window"]["start_us"], int(payload["window"]["length_s"] * 1e6)
             assert payload["proof_id"] == hashlib.sha256(f"{host}:{start}:{length}".encode()).hexdigest()
             assert seen.setdefault(payload["proof_id"], data) == data, "one proof_id, two different proofs"

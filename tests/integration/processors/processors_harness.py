@@ -1,0 +1,47 @@
+"""Shared by the processors' integration tests: subprocess env, readiness, topic reads, DSSE PAE."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from hmconfig.kafka_clients import make_consumer
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def worker_env(settings, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HMTEL_")}
+    env.update({"HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_STATE_DIR": str(state_dir),
+                "HMTEL_LOG_LEVEL": "WARNING", **extra})
+    return env
+
+
+async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while log.read_text(errors="replace").count("ready:") < marks:
+        assert proc.poll() is None, f"processor exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"processor not ready after {timeout_s}s:\n{log.read_text()[-3000:]}"
+        await asyncio.sleep(0.2)
+
+
+async def read_topic(settings, topic: str, idle_s: float = 2.0) -> list:
+    consumer = make_consumer(settings, topic, group_id=None)
+    await consumer.start()
+    out = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                return out
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)

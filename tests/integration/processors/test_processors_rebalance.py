@@ -1,0 +1,92 @@
+"""A second worker joins mid-run: partitions (and their hosts' state) move between workers.
+
+Asserted: every proof verifies; copies of one proof_id are byte-identical; after deduping on
+proof_id every host's chain is contiguous from seq 0 and links by hash, whichever worker
+issued each proof; both workers issued proofs; no host lost a window to the handoff (the only
+withheld windows are each host's first, partial one) and no record was `late`.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import signal
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+
+import orjson
+from nacl.signing import VerifyKey
+
+from hmconfig.topic_admin import ensure_topics
+from processors import simulator
+from schemas.keys import SigningKey
+
+from processors_harness import ROOT, worker_env, pae, read_topic, wait_ready
+
+
+def start_worker(settings, state_dir, app_id, name, log):
+    env = worker_env(settings, state_dir, HMTEL_PROCESSOR_APP_ID=app_id, HMTEL_PROOF_WINDOW_S="10",
+               HMTEL_PROOF_GRACE_S="40", HMTEL_AGG_WINDOW_10S_S="2", HMTEL_AGG_WINDOW_1M_S="10",
+               HMTEL_AGG_GRACE_S="40", HMTEL_PROCESSOR_TICK_S="0.5", HMTEL_PROCESSOR_OFFSET_RESET="latest")
+    return subprocess.Popen([sys.executable, "-m", "hmtel", "process", "--worker-name", name], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+
+async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settings, tmp_path):
+    await ensure_topics(kafka_settings)
+    app_id = f"hm-processors-rb-{uuid.uuid4().hex[:8]}"
+    logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
+    workers = [start_worker(kafka_settings, tmp_path / "state", app_id, "0", logs[0])]
+    seed = uuid.uuid4().hex[:6]
+    try:
+        await wait_ready(workers[0], logs[0], 1)
+        sim = asyncio.ensure_future(simulator.run(kafka_settings, hosts=6, rate=1, duration_s=45, seed=seed,
+                                                  progress=lambda _: None))
+        await asyncio.sleep(12)
+        workers.append(start_worker(kafka_settings, tmp_path / "state", app_id, "1", logs[1]))
+        await wait_ready(workers[1], logs[1], 1)
+        await sim
+        await asyncio.sleep(5)
+        proofs, rejected = [await read_topic(kafka_settings, t) for t in ("hm.proofs.v1", "hm.rejected.v1")]
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    key = SigningKey.load_or_create(tmp_path / "state", "processor.key")
+    hosts = {simulator.SimHost(i, seed=seed).host_id for i in range(6)}
+    by_host: dict[str, dict[str, bytes]] = defaultdict(dict)
+    for msg in proofs:
+        env = orjson.loads(msg.value)
+        data = base64.b64decode(env["payload"])
+        payload = orjson.loads(data)
+        if payload["host_id"] not in hosts:
+            continue
+        VerifyKey(key.public_key_raw).verify(pae(env["payloadType"], data), base64.b64decode(env["signatures"][0]["sig"]))
+        assert by_host[payload["host_id"]].setdefault(payload["proof_id"], data) == data
+    assert set(by_host) == hosts
+    for host, seen in by_host.items():
+        chain = sorted((orjson.loads(d) for d in seen.values()), key=lambda p: p["seq"])
+        assert [p["seq"] for p in chain] == list(range(len(chain))), host
+        prev = None
+        for p in chain:
+            assert p["prev_proof_hash"] == prev
+            prev = hashlib.sha256(seen[p["proof_id"]]).hexdigest()
+        assert len(chain) >= 3, (host, len(chain))
+    reasons = defaultdict(list)
+    for msg in rejected:
+        rej = orjson.loads(msg.value)
+        if rej["host_id"] in hosts:
+            reasons[rej["reason"]].append(rej)
+    assert "late" not in reasons
+    for rej in reasons["insufficient_evidence"]:
+        start = orjson.loads(base64.b64decode(rej["original_b64"]))["window"]["start_us"]
+        first = min(orjson.loads(d)["window"]["start_us"] for d in by_host[rej["host_id"]].values())
+        assert start < first, f"{rej['host_id']}: window {start} withheld after the first proof"
+    moved = sum("ready:" in log.read_text() for log in logs)
+    assert moved == 2
