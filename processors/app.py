@@ -111,7 +111,8 @@ class Processor:
         self.rescan = True
 
     def get(self, host_id: str) -> dict[str, Any] | None:
-        state = self.states.get(host_id)
+        # a state changed since the last checkpoint is newer than the table's copy, even after _forget
+        state = self.states.get(host_id) or self.dirty.get(host_id)
         if state is None:
             raw = self.table.get(host_id.encode())
             if raw is not None:
