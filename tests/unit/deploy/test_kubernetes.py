@@ -7,6 +7,7 @@ import re
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from schemas.topics import TOPICS
 from deploy_manifests import K8S, k8s_files, load_all
@@ -124,3 +125,21 @@ def test_dashboard_is_probed_on_its_health_endpoint_and_served_by_the_service():
 def _mib(quantity: str) -> float:
     number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
     return int(number) * (1024 if unit == "Gi" else 1)
+
+
+def test_privileged_overlay_patch_applies_and_validates():
+    """The overlay's JSON 6902 patch (replace ops only), applied as kustomize would."""
+    overlay = load_all(K8S / "overlays/privileged/kustomization.yaml")[0]
+    (patch,) = overlay["patches"]
+    target = copy.deepcopy(next(d for d in objects_of(patch["target"]["kind"])
+                                if d["metadata"]["name"] == patch["target"]["name"]))
+    for op in yaml.safe_load(patch["patch"]):
+        assert op["op"] == "replace"
+        *parents, last = [int(p) if p.isdigit() else p for p in op["path"].strip("/").split("/")]
+        node = target
+        for part in parents:
+            node = node[part]
+        assert last in node or isinstance(node, list), f"{op['path']} does not exist in the base"
+        node[last] = op["value"]
+    kubernetes_validate.validate(target, K8S_VERSIONS[-1], strict=True)
+    assert target["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] is True
