@@ -148,6 +148,25 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             "sim_rate": stats.sent / produce_s}
 
 
+def engine_only(hosts: int = 200, samples: int = 30) -> float:
+    """CPU us per record of the pure engine (parse, schema, signature, rules, windows): no Kafka, no faust."""
+    from processors.config import ProcessorConfig
+    from processors.engine import Engine, decode, new_state
+
+    engine = Engine(ProcessorConfig())
+    sims = [simulator.SimHost(i, seed="engine-only") for i in range(hosts)]
+    t = int(time.time() * 1e6) - samples * 1_000_000
+    msgs = [h.message("hm.inventory.v1", h.inventory(t)) for h in sims]
+    msgs += [h.message("hm.usage.v1", h.usage(t + i * 1_000_000)) for i in range(samples) for h in sims]
+    states = {h.host_id: new_state(h.host_id) for h in sims}
+    now = int(time.time() * 1e6)
+    t0 = time.process_time()
+    for topic, _key, value, headers in msgs:
+        record, schema = decode(topic, value)
+        engine.ingest(states[record["host_id"]], record, schema, value, headers, now)
+    return (time.process_time() - t0) / len(msgs) * 1e6
+
+
 async def read(settings, topic: str, idle_s: float = 2.0) -> list:
     c = make_consumer(settings, topic, group_id=None)
     await c.start()
@@ -216,6 +235,7 @@ async def main() -> None:
         tmp = Path(d)
         t = await throughput(settings, args, tmp)
         rows = [
+            ("engine alone, no Kafka (incl. Ed25519 verify)", f"{engine_only():.0f} us CPU/record"),
             ("backlog records (usage + inventory)", f"{t['records']:,}"),
             ("simulator send rate (signing incl.)", f"{t['sim_rate']:,.0f} records/s"),
             (f"drain rate, {args.workers} worker(s)", f"{t['rate']:,.0f} records/s  ({t['drain_s']:.1f} s)"),
