@@ -109,7 +109,7 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while self.spool.acked < target:
             left = deadline - time.monotonic()
-            if left <= 0 or not self.connected:
+            if left <= 0 or not self.connected or self.stalled:  # Kafka is not taking records
                 return False
             self._acked_event.clear()
             try:
