@@ -142,7 +142,8 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                 w.wait(30)
             except subprocess.TimeoutExpired:
                 w.kill()
-    return {"records": backlog, "usage": stats.usage, "produce_s": produce_s, "drain_s": drain_s,
+    lean = await lean_probe(settings, start, end) if args.lean_probe else None
+    return {"lean": lean, "records": backlog, "usage": stats.usage, "produce_s": produce_s, "drain_s": drain_s,
             "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
             "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
             "sim_rate": stats.sent / produce_s}
@@ -165,6 +166,52 @@ def engine_only(hosts: int = 200, samples: int = 30) -> float:
         record, schema = decode(topic, value)
         engine.ingest(states[record["host_id"]], record, schema, value, headers, now)
     return (time.process_time() - t0) / len(msgs) * 1e6
+
+
+async def lean_probe(settings, start: dict[TopicPartition, int], end: dict[TopicPartition, int]) -> tuple[float, float]:
+    """The same backlog through a plain aiokafka getmany() loop and the engine, with no outputs and
+    no changelog: what the processing costs without faust's per-event path (records/s, us CPU/record)."""
+    from processors.config import ProcessorConfig
+    from processors.engine import Engine, decode, new_state
+    from processors.validation import Rejection
+
+    engine = Engine(ProcessorConfig())
+    states: dict[str, dict] = {}
+    rejected: dict[str, int] = {}
+    c = make_consumer(settings, group_id=None, max_partition_fetch_bytes=8 << 20)
+    await c.start()
+    try:
+        total, cpu, wall = 0, 0.0, 0.0
+        # inventories first (they pin the keys), as the app's inventory agent would have by then
+        for topics in (("hm.inventory.v1",), ("hm.usage.v1", "hm.ebpf.v1")):
+            tps = [tp for tp in end if tp.topic in topics and end[tp] > start.get(tp, 0)]
+            if not tps:
+                continue
+            c.assign(tps)
+            for tp in tps:
+                c.seek(tp, start.get(tp, 0))
+            want, done = sum(end[tp] - start.get(tp, 0) for tp in tps), 0
+            t0, c0 = time.monotonic(), time.process_time()
+            while done < want:
+                batch = await c.getmany(timeout_ms=1000, max_records=5000)
+                now = int(time.time() * 1e6)
+                for msgs in batch.values():
+                    for m in msgs:
+                        done += 1
+                        try:
+                            record, schema = decode(m.topic, m.value)
+                            state = states.setdefault(record["host_id"], new_state(record["host_id"]))
+                            engine.ingest(state, record, schema, m.value, m.headers, now)
+                        except Rejection as rej:
+                            rejected[rej.code] = rejected.get(rej.code, 0) + 1
+            wall += time.monotonic() - t0
+            cpu += time.process_time() - c0
+            total += done
+        if rejected:
+            print(f"  lean probe rejections: {rejected}", file=sys.stderr)
+        return total / wall, cpu / total * 1e6
+    finally:
+        await c.stop()
 
 
 async def read(settings, topic: str, idle_s: float = 2.0) -> list:
@@ -226,6 +273,8 @@ async def main() -> None:
     ap.add_argument("--latency-hosts", type=int, default=300)
     ap.add_argument("--latency-s", type=float, default=40)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--lean-probe", action="store_true",
+                    help="also drain the backlog with plain aiokafka getmany() + the engine (no faust, no outputs)")
     ap.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of worker 0 during the drain")
     ap.add_argument("--profile-s", type=int, default=20)
     args = ap.parse_args()
@@ -243,6 +292,9 @@ async def main() -> None:
             ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
             ("RSS per 1,000 hosts", f"{t['rss_per_1k_mb']:.1f} MB"),
         ]
+        if t["lean"]:
+            rows.append(("probe: aiokafka getmany() + engine, no faust/outputs",
+                         f"{t['lean'][0]:,.0f} records/s, {t['lean'][1]:.0f} us CPU/record"))
         if not args.skip_latency:
             lat = await latency(settings, args, tmp)
             rows += [
