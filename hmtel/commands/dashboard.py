@@ -11,7 +11,7 @@ from hmtel.cli import Context, pass_ctx
 
 
 @click.command()
-@click.option("--listen", metavar="HOST:PORT",
+@click.option("--listen", "--dashboard-listen", "listen", metavar="HOST:PORT",
               help="Where to serve [env HMTEL_DASHBOARD_LISTEN; default 127.0.0.1:8080; port 0: any free port].")
 @click.option("--key", "keys", multiple=True, metavar="KEY|FILE",
               help="Processor public key to verify proofs with (as for `hmtel verify`); default "
