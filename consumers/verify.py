@@ -30,6 +30,7 @@ import base64
 import binascii
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,11 +124,17 @@ class _Head:
 
 
 class ChainChecker:
-    """Per-host chain state across proofs, fed in Kafka order (one host is one partition)."""
+    """Per-host chain state across proofs, fed in Kafka order (one host is one partition).
 
-    def __init__(self) -> None:
+    Dedupe remembers the last ``remember`` proof_ids per host (redeliveries come soon after
+    the original), so memory stays bounded by hosts x remember however long it runs; an
+    older proof replayed beyond that is reported as ``chain_fork``.
+    """
+
+    def __init__(self, remember: int = 1024) -> None:
+        self.remember = remember
         self.heads: dict[str, _Head] = {}
-        self.seen: dict[str, str] = {}  # proof_id -> payload sha256
+        self.seen: dict[str, OrderedDict[str, str]] = {}  # host_id -> proof_id -> payload sha256
         self.breaks: dict[str, list[str]] = {}  # host_id -> chain reason codes of its latest break
 
     def check(self, verdict: Verdict) -> None:
@@ -136,7 +143,8 @@ class ChainChecker:
         host, seq, prev = verdict.host_id, verdict.seq, p.get("prev_proof_hash")
         if not (isinstance(host, str) and isinstance(seq, int) and pid and digest):
             return
-        known = self.seen.get(pid)
+        seen = self.seen.setdefault(host, OrderedDict())
+        known = seen.get(pid)
         if known is not None:
             if known == digest:
                 verdict.duplicate = True
@@ -158,7 +166,9 @@ class ChainChecker:
         else:
             verdict.add("chain_gap", f"seq jumps from {head.seq} to {seq}: "
                                      f"{seq - head.seq - 1} proof(s) missing")
-        self.seen[pid] = digest
+        seen[pid] = digest
+        if len(seen) > self.remember:
+            seen.popitem(last=False)
         codes = [r.code for r in verdict.reasons if r.code.startswith("chain_")]
         if codes:
             self.breaks[host] = codes

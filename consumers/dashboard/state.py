@@ -152,7 +152,7 @@ class Board:
         self.history_s = history_s
         self.keys = keys or []
         self.thresholds = thresholds or Thresholds()
-        self.chain = ChainChecker()
+        self.chain = ChainChecker(remember=64)  # about an hour of 1 min proofs per host
         self.hosts: dict[str, dict[str, Any]] = {}
         self.records = 0
 

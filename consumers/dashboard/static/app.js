@@ -9,6 +9,7 @@ let charts = {};                  // chart id -> {u, el}
 let dirty = { list: true, detail: true, charts: true };
 
 const C10 = "#4cc9f0", C1M = "#f8961e";
+const MAX_LISTED = 300;           // a fleet of thousands is found through the filter, not by scrolling
 const CHARTS = [
   { id: "cpu", title: "CPU utilisation", fmt: "pct", lines: [{ f: "cpu_utilisation", label: "avg" }] },
   { id: "mem", title: "Memory used", fmt: "bytes", lines: [{ f: "memory_used_bytes", label: "used" }],
@@ -119,7 +120,8 @@ function renderList() {
   const ids = Object.keys(model.hosts).sort((a, b) => hostName(model.hosts[a]).localeCompare(hostName(model.hosts[b])));
   document.getElementById("host-count").textContent = ids.length;
   if (!selected || !model.hosts[selected]) { selected = ids[0] || null; dirty.detail = dirty.charts = true; }
-  const html = ids.filter((id) => !q || id.includes(q) || hostName(model.hosts[id]).toLowerCase().includes(q)).map((id) => {
+  const shown = ids.filter((id) => !q || id.includes(q) || hostName(model.hosts[id]).toLowerCase().includes(q));
+  const html = shown.slice(0, MAX_LISTED).map((id) => {
     const h = model.hosts[id], p = latest(h), [badge] = proofBadge(h);
     const cpu = p ? p[F.cpu_utilisation] : null;
     const mem = p && p[F.memory_total_bytes] ? p[F.memory_used_bytes] / p[F.memory_total_bytes] : null;
@@ -130,7 +132,8 @@ function renderList() {
       <div class="bars"><span>CPU</span><div class="bar"><i style="width:${((cpu || 0) * 100).toFixed(1)}%"></i></div><span class="v">${cpu == null ? "–" : Math.round(cpu * 100) + "%"}</span>
       <span>MEM</span><div class="bar mem"><i style="width:${((mem || 0) * 100).toFixed(1)}%"></i></div><span class="v">${mem == null ? "–" : Math.round(mem * 100) + "%"}</span></div>
     </li>`;
-  }).join("");
+  }).join("") + (shown.length > MAX_LISTED
+    ? `<li class="more">${shown.length - MAX_LISTED} more hosts: filter by name or id to find one</li>` : "");
   ul.innerHTML = html;
 }
 document.getElementById("hosts").addEventListener("click", (ev) => {

@@ -230,3 +230,14 @@ def test_keys_as_base64_text_or_mapping(key):
         verify_envelope(value, [b"short"], now_us=NOW)
     with pytest.raises(KeyArgError, match="base64"):
         verify_envelope(value, ["not base64!"], now_us=NOW)
+
+
+def test_dedupe_memory_is_bounded_per_host(key):
+    chain = ChainChecker(remember=2)
+    proofs = chain_of(key, 4)
+    for value, _ in proofs:
+        assert verify_envelope(value, [pub(key)], now_us=NOW, chain=chain).ok
+    assert len(chain.seen[HOST]) == 2
+    assert verify_envelope(proofs[3][0], [pub(key)], now_us=NOW, chain=chain).duplicate
+    # Beyond the remembered window a replay can no longer be told from a fork.
+    assert verify_envelope(proofs[0][0], [pub(key)], now_us=NOW, chain=chain).codes == ["chain_fork"]
