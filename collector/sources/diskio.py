@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.sources import SourceError, register_polling
-from collector.sources.procfs import ProcFile, rate
+from collector.sources.procfs import MonotonicTotal, ProcFile, rate
 
 COLUMNS = (
     "reads", "reads_merged", "read_sectors", "read_ms",
@@ -92,9 +92,10 @@ def disk_section(
     cur: dict[str, dict[str, int | None]],
     kinds: dict[str, str | None],
     elapsed_s: float | None,
+    totals: dict[str, MonotonicTotal] | None = None,
 ) -> dict[str, Any]:
     """The ``disk`` section from two parse_diskstats() results (``prev`` None: first reading);
-    ``kinds`` maps name → classify()."""
+    ``kinds`` maps name → classify(); ``totals`` keeps the host totals monotonic when disks go away."""
     devices: dict[str, Any] = {}
     for name, row in cur.items():
         kind = kinds.get(name)
@@ -112,10 +113,14 @@ def disk_section(
             dev[f"{key}_per_s"] = rate(_bytes(before[col]) if before else None, dev[key], elapsed_s)
         dev["physical"] = kind == "physical"
         devices[name] = dev
-    physical = [d for d in devices.values() if d["physical"]]
+    physical_by_name = {k: d for k, d in devices.items() if d["physical"]}
+    physical = list(physical_by_name.values())
+    sums = {key: (totals[key].update({k: d[key] for k, d in physical_by_name.items()}) if totals
+                  else sum(d[key] or 0 for d in physical))
+            for key in ("read_bytes", "write_bytes")}
     return {
-        "read_bytes": sum(d["read_bytes"] or 0 for d in physical),
-        "write_bytes": sum(d["write_bytes"] or 0 for d in physical),
+        "read_bytes": sums["read_bytes"],
+        "write_bytes": sums["write_bytes"],
         "read_bytes_per_s": sum_rates(physical, "read_bytes_per_s") if prev is not None else None,
         "write_bytes_per_s": sum_rates(physical, "write_bytes_per_s") if prev is not None else None,
         "devices": devices,
@@ -138,6 +143,7 @@ class DiskSource:
         self._kinds: dict[str, str | None] = {}
         self._prev: dict[str, dict[str, int | None]] | None = None
         self._prev_t = 0.0
+        self._totals = {"read_bytes": MonotonicTotal(), "write_bytes": MonotonicTotal()}
 
     async def collect(self) -> dict[str, Any]:
         try:
@@ -153,7 +159,7 @@ class DiskSource:
             if name not in self._kinds:
                 self._kinds[name] = classify(name, self._sys_block)
         elapsed = now - self._prev_t if self._prev is not None else None
-        section = disk_section(self._prev, cur, self._kinds, elapsed)
+        section = disk_section(self._prev, cur, self._kinds, elapsed, self._totals)
         self._prev, self._prev_t = cur, now
         return section
 

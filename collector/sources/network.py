@@ -30,7 +30,7 @@ from typing import Any
 
 from collector.sources import SourceError, register_polling
 from collector.sources.diskio import sum_rates
-from collector.sources.procfs import ProcFile, rate
+from collector.sources.procfs import MonotonicTotal, ProcFile, rate
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,12 @@ class RtnetlinkStats:
         self._sock.close()
 
 
-def network_section(prev: Counters | None, cur: Counters, elapsed_s: float | None) -> dict[str, Any]:
-    """The ``network`` section from two readings (``prev`` None: first reading)."""
+def network_section(prev: Counters | None, cur: Counters, elapsed_s: float | None,
+                    totals: dict[str, MonotonicTotal] | None = None) -> dict[str, Any]:
+    """The ``network`` section from two readings (``prev`` None: first reading).
+
+    ``totals`` (one MonotonicTotal per direction, kept by the source) keeps the host
+    totals monotonic when interfaces come and go; without it they are plain sums."""
     interfaces: dict[str, Any] = {}
     for name, row in cur.items():
         before = (prev or {}).get(name)
@@ -162,12 +166,16 @@ def network_section(prev: Counters | None, cur: Counters, elapsed_s: float | Non
         for key in ("rx_bytes", "tx_bytes"):
             iface[f"{key}_per_s"] = rate(before[key] if before else None, row[key], elapsed_s)
         interfaces[name] = iface
-    counted = [v for k, v in interfaces.items() if k != "lo"]
+    counted = {k: v for k, v in interfaces.items() if k != "lo"}
+    sums = {key: (totals[key].update({k: v[key] for k, v in counted.items()}) if totals
+                  else sum(v[key] or 0 for v in counted.values()))
+            for key in ("rx_bytes", "tx_bytes")}
+    counted_rows = list(counted.values())
     return {
-        "rx_bytes": sum(i["rx_bytes"] or 0 for i in counted),
-        "tx_bytes": sum(i["tx_bytes"] or 0 for i in counted),
-        "rx_bytes_per_s": sum_rates(counted, "rx_bytes_per_s") if prev is not None else None,
-        "tx_bytes_per_s": sum_rates(counted, "tx_bytes_per_s") if prev is not None else None,
+        "rx_bytes": sums["rx_bytes"],
+        "tx_bytes": sums["tx_bytes"],
+        "rx_bytes_per_s": sum_rates(counted_rows, "rx_bytes_per_s") if prev is not None else None,
+        "tx_bytes_per_s": sum_rates(counted_rows, "tx_bytes_per_s") if prev is not None else None,
         "interfaces": interfaces,
     }
 
@@ -186,6 +194,7 @@ class NetworkSource:
         self._netlink: RtnetlinkStats | None = None
         self._prev: Counters | None = None
         self._prev_t = 0.0
+        self._totals = {"rx_bytes": MonotonicTotal(), "tx_bytes": MonotonicTotal()}
 
     def _read_netlink(self) -> Counters:
         if self._netlink is None:
@@ -215,7 +224,8 @@ class NetworkSource:
             if not cur and text.strip():  # every namespace has at least lo
                 raise SourceError(f"{self._file.path} is not parsable: {text[:40]!r}")
         now = time.monotonic()
-        section = network_section(self._prev, cur, now - self._prev_t if self._prev is not None else None)
+        section = network_section(self._prev, cur, now - self._prev_t if self._prev is not None else None,
+                                  self._totals)
         self._prev, self._prev_t = cur, now
         return section
 

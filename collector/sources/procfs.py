@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ProcFile", "delta", "rate"]
+__all__ = ["MonotonicTotal", "ProcFile", "delta", "rate"]
 
 
 class ProcFile:
@@ -79,3 +79,30 @@ def rate(prev: float | None, cur: float | None, elapsed_s: float | None) -> floa
     if d is None or not elapsed_s or elapsed_s <= 0:
         return None
     return d / elapsed_s
+
+
+class MonotonicTotal:
+    """A host-wide sum of per-device counters that never goes backwards within a boot.
+
+    A plain sum over the devices present drops when a device goes away (a veth
+    of a stopped container, an unplugged disk) or when a device's counter
+    restarts (an interface deleted and re-created under the same name). The
+    processors reject a cumulative counter that goes backwards
+    (counter_regression), so the bytes of departed or reset devices are kept
+    in ``retired`` and stay in the total.
+    """
+
+    __slots__ = ("_last", "retired")
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self.retired = 0
+
+    def update(self, values: dict[str, int | None]) -> int:
+        current = {k: v for k, v in values.items() if v is not None}
+        for key, last in self._last.items():
+            now = current.get(key)
+            if now is None or now < last:  # gone, or its counter restarted from 0
+                self.retired += last
+        self._last = current
+        return self.retired + sum(current.values())
