@@ -342,6 +342,8 @@ class Agent:
                 origin = getattr(task.source, "origin", task.name)
                 if origin not in origins:
                     origins.append(origin)
+            # A running stream source (eBPF) is evidence too; a degraded one is not named.
+            origins += [st.name for st in self.streams if getattr(st, "active", False) and st.name not in origins]
             body["sources"] = origins
             body["missing"] = missing
             self.append(USAGE_SCHEMA, body)

@@ -149,3 +149,25 @@ async def test_inventory_published_at_start_on_hash_change_and_when_due(tmp_path
     agent = Agent(due, polling_sources=[], stream_sources=[], build_inventory=lambda root: {"inventory_hash": "same"})
     async with agent:
         await _until(lambda: agent.seqs.peek(agent.host_id, "hm.inventory.v1") >= 3)
+
+
+class FakeStream:
+    """A stream source that reports itself running (``active``) or degraded."""
+
+    def __init__(self, name: str, active: bool) -> None:
+        self.name, self.active = name, active
+
+    async def run(self, emit) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_usage_sources_name_a_running_stream_source_but_not_a_degraded_one(tmp_path):
+    streams = [FakeStream("ebpf", active=True), FakeStream("other", active=False)]
+    agent = Agent(_settings(tmp_path), polling_sources=[GoodSource()], stream_sources=streams, inventory=False)
+    async with agent:
+        await _until(lambda: agent.samples >= 2)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 30)
+    spool.open()
+    usage = [orjson.loads(e.value) for e in spool.read(max_records=1000) if e.topic == "hm.usage.v1"]
+    spool.close()
+    assert usage and all(rec["sources"] == ["procfs", "ebpf"] for rec in usage)
