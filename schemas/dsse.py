@@ -93,13 +93,14 @@ def verify_envelope_signatures(envelope: dict[str, Any], keys: dict[str, bytes])
         sigs = envelope["signatures"]
     except (KeyError, TypeError, ValueError):
         return []
-    good = []
+    good: list[str] = []
     for entry in sigs if isinstance(sigs, list) else ():
         if not isinstance(entry, dict):
             continue
-        kid, pub = entry.get("keyid"), keys.get(entry.get("keyid", ""))
-        if pub is None:
+        kid = entry.get("keyid")
+        if not isinstance(kid, str) or kid not in keys:
             continue
+        pub = keys[kid]
         try:
             Ed25519PublicKey.from_public_bytes(pub).verify(
                 base64.b64decode(entry.get("sig", ""), validate=True), pae(payload_type, payload))
