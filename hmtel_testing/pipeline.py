@@ -165,6 +165,10 @@ class Pipeline:
         payload = orjson.loads(base64.b64decode(envelope["payload"]))
         return VerifiedProof(envelope, payload, kid)
 
+    def _signed_by_us(self, envelope: Any) -> bool:
+        sigs = envelope.get("signatures") if isinstance(envelope, dict) else None
+        return any(isinstance(e, dict) and e.get("keyid") == self.processor_key_id for e in sigs or ())
+
     def wait_for_proof(self, timeout_s: float = 150.0, host_id: str | None = None) -> VerifiedProof:
         """The first proof for ``host_id`` (default: this pipeline's collector), verified."""
         return asyncio.run(self._wait_for_proof(timeout_s, host_id or self.host_id))
@@ -185,7 +189,10 @@ class Pipeline:
                     for record in records:
                         if record.key is not None and record.key.decode(errors="replace") != host_id:
                             continue
-                        proof = self.verify(orjson.loads(record.value))
+                        envelope = orjson.loads(record.value)
+                        if not self._signed_by_us(envelope):
+                            continue  # another pipeline's processor on a shared cluster
+                        proof = self.verify(envelope)
                         if proof.payload.get("host_id") == host_id:
                             return proof
         finally:

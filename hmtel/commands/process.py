@@ -55,6 +55,9 @@ def process(ctx: Context, worker_name: str, **overrides: object) -> None:
 
     proc = Processor(settings, cfg, signer, topic_partitions=partitions, worker_name=worker_name,
                      checkpoint_s=settings.processor_checkpoint_s)
+    from processors.shutdown import bound_shutdown
+
+    bound_shutdown(proc, settings.shutdown_timeout_s)
     click.echo(f"hmtel process: worker {worker_name} of {settings.processor_app_id} on {settings.bootstrap}; "
                f"proof window {cfg.proof_window_s:g} s, processor key {key.key_id[:16]}...", err=True)
     run_worker(proc, settings.log_level)
