@@ -167,7 +167,7 @@ class Processor:
                 state = self.get(host_id) or state
                 self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
             self.states[host_id] = self.dirty[host_id] = state
-            due = self.engine.next_due_us(state)
+            due = self.engine.record_due_us(record["ts"]) if schema != "hm.inventory.v1" else None
             if due is not None and due < self.due.get(host_id, due + 1):
                 self.due[host_id] = due
             self.stats["accepted"] += 1

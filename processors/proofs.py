@@ -76,9 +76,11 @@ def new_acc() -> dict[str, Any]:
             "ebpf": None}
 
 
-def counter_deltas(baseline: dict[str, float] | None, record: dict[str, Any]) -> dict[str, float]:
-    """Bytes moved since the previous sample of the same boot (rate x elapsed without a baseline)."""
-    now = counters_of(record)
+def counter_deltas(baseline: dict[str, float] | None, record: dict[str, Any],
+                   counters: dict[str, float] | None = None) -> dict[str, float]:
+    """Bytes moved since the previous sample of the same boot (rate x elapsed without a baseline).
+    ``counters``: ``counters_of(record)`` when the caller already has it."""
+    now = counters if counters is not None else counters_of(record)
     elapsed = record.get("elapsed_s") or 0
     out = {}
     for name, (counter, rate) in BYTE_COUNTERS.items():
