@@ -61,6 +61,10 @@ class Processor:
         self.unacked: dict[Any, list[Any]] = {}
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0}
         self.unknown_since: dict[str, float] = {}
+        # host -> [(stream, event)] held (unacked) until the host's inventory pins its key, or the
+        # grace runs out. Sleeping in the agent instead stopped faust's delivery to every stream,
+        # the inventory's included, so a worker started on a backlog stalled (docs/PROCESSORS.md).
+        self.parked: dict[str, list[tuple[Any, Any]]] = {}
         self._partition_cache: dict[str, int] = {}
         self.ready = False
         self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
@@ -130,8 +134,8 @@ class Processor:
         stream.enable_acks = False  # acked in _checkpoint, once the state they changed is in the changelog
         for_stream = self.unacked.setdefault(stream, [])
         async for event in stream.events():
-            await self._handle(event)
-            for_stream.append(event)
+            if await self._handle(event, stream):
+                for_stream.append(event)
             if len(for_stream) >= self.checkpoint_max or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
                 await self._checkpoint()
 
@@ -150,7 +154,9 @@ class Processor:
                 await stream.ack(event)
         self.stats["checkpoints"] += 1
 
-    async def _handle(self, event: Any) -> None:
+    async def _handle(self, event: Any, stream: Any = None) -> bool:
+        """Apply one record; False when it was parked to wait for its host's inventory (``stream``
+        given: the first pass; a replay passes None and always settles the record)."""
         msg = event.message
         value, now_us = msg.value, int(time.time() * 1e6)
         record: Any = None
@@ -158,19 +164,25 @@ class Processor:
         try:
             record, schema = decode(msg.topic, value)
             host_id = record["host_id"]
+            if stream is not None and host_id in self.parked and schema != "hm.inventory.v1":
+                self.parked[host_id].append((stream, event))  # behind the host's parked records, in order
+                return False
             state = self.get(host_id) or new_state(host_id)
             try:
                 self.engine.ingest(state, record, schema, value, msg.headers, now_us)
             except Rejection as rej:
-                if rej.check != "key_pinning" or state["key"] is not None or not await self._await_pin(host_id):
+                if stream is None or rej.check != "key_pinning" or state["key"] is not None \
+                        or not self._may_wait(host_id):
                     raise
-                state = self.get(host_id) or state
-                self.engine.ingest(state, record, schema, value, msg.headers, int(time.time() * 1e6))
+                self.parked.setdefault(host_id, []).append((stream, event))
+                return False
             self.states[host_id] = self.dirty[host_id] = state
             due = self.engine.record_due_us(record["ts"]) if schema != "hm.inventory.v1" else None
             if due is not None and due < self.due.get(host_id, due + 1):
                 self.due[host_id] = due
             self.stats["accepted"] += 1
+            if schema == "hm.inventory.v1" and host_id in self.parked:
+                await self._replay(host_id)
         except Rejection as rej:
             if rej.code == "duplicate" and state is not None:
                 self.dirty[state["host_id"]] = state  # the duplicate counter moved
@@ -178,17 +190,29 @@ class Processor:
         except Exception as err:  # noqa: BLE001 - a bad record must never crash the worker
             log.exception("processor error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await self._reject("malformed", "processor_error", f"{type(err).__name__}: {err}", record, msg, now_us)
+        return True
 
-    async def _await_pin(self, host_id: str) -> bool:
-        """Wait (once per host, bounded) for the host's inventory: the topics are consumed independently."""
+    def _may_wait(self, host_id: str) -> bool:
+        """An unknown host's records may wait for its inventory (the topics are consumed
+        independently) for unknown_host_grace_s from the first one seen."""
         first = self.unknown_since.setdefault(host_id, time.monotonic())
-        while time.monotonic() - first < self.cfg.unknown_host_grace_s:
-            state = self.get(host_id)
-            if state is not None and state["key"] is not None:
-                self.unknown_since.pop(host_id, None)
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        return time.monotonic() - first < self.cfg.unknown_host_grace_s
+
+    async def _replay(self, host_id: str) -> None:
+        """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
+        and queue them for the next checkpoint's acks."""
+        for stream, event in self.parked.pop(host_id, ()):
+            await self._handle(event)
+            self.unacked.setdefault(stream, []).append(event)
+        self.unknown_since.pop(host_id, None)
+
+    async def _replay_parked(self, everything: bool = False) -> None:
+        """Replay hosts whose grace ran out; ``everything`` before a rebalance, since faust revokes
+        partitions only once every event taken is acked."""
+        now = time.monotonic()
+        grace = self.cfg.unknown_host_grace_s
+        for host_id in [h for h in self.parked if everything or now - self.unknown_since.get(h, 0.0) >= grace]:
+            await self._replay(host_id)
 
     async def _reject(self, code: str, check: str, detail: str, record: Any, msg: Any, now_us: int) -> None:
         host = host_of(record, msg.key)
@@ -206,6 +230,8 @@ class Processor:
 
     async def _tick(self) -> None:
         app = self.app
+        if self.parked:
+            await self._replay_parked(everything=app.rebalancing)
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()
