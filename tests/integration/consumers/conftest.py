@@ -104,13 +104,15 @@ def consumer_run(kafka_settings, tmp_path_factory):
         counts = {h: len(proofs.get(h, [])) for h in hosts}
         assert all(n >= PROOFS_PER_HOST for n in counts.values()), \
             f"too few proofs {counts}; processor log:\n{log.read_text()[-3000:]}"
-        yield Run(kafka_settings.bootstrap, key, hosts, dict(proofs), base,
-                  component_env(kafka_settings, base / "consumer"), proc)
     finally:
+        # Stopped before the tests, not at session end: a processor left running consumes every
+        # later test's hosts from the shared topics and emits proofs and aggregates for them.
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    yield Run(kafka_settings.bootstrap, key, hosts, dict(proofs), base,
+              component_env(kafka_settings, base / "consumer"), proc)
 
