@@ -56,7 +56,9 @@ ACL_TABLE: dict[str, tuple[Grant, ...]] = {
     "collector": _each("topic", RAW, "WRITE"),
     "processor": (
         *_each("topic", RAW, "READ", "DESCRIBE_CONFIGS"),
-        *_each("topic", (*AGGREGATES, PROOFS, REJECTED), "WRITE", "DESCRIBE_CONFIGS"),
+        # READ too: after a crash or a failed send it reads back what it wrote past the outbox mark
+        # (processors/delivered.py), so no output is written twice
+        *_each("topic", (*AGGREGATES, PROOFS, REJECTED), "WRITE", "READ", "DESCRIBE_CONFIGS"),
         # faust's changelog and assignor topics are named <app_id>-...; it creates them.
         *_each("topic", ("{app_id}-",), "READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS",
                pattern="prefixed"),

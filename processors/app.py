@@ -13,9 +13,11 @@ Delivery, at least once (faust's ``exactly_once`` is not used):
   table. faust commits acked offsets only after flushing the producer, so the changelog is
   never behind the committed offsets; a record replayed after a crash is caught by the
   dedupe state. One changelog write per host per checkpoint, not per record.
-* Output: a closing window's outputs go to the host's outbox in the table first; the
-  changelog is flushed, then the outputs are sent and awaited, then the outbox is
-  cleared. A crash in between re-sends the same bytes (same keys, same proof_id).
+* Output: a closing window's outputs go to the host's outbox in the table first, with the
+  end offsets of the partitions they go to; the changelog is flushed, then the outputs are
+  sent and awaited, then the outbox is cleared. A retry after a crash or a failed send first
+  drops what those partitions already hold past the marks (processors/delivered.py), so no
+  output (no proof_id) is written twice.
 * Rejections are sent as they happen, before their event is acked.
 """
 from __future__ import annotations
@@ -28,11 +30,13 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from hmconfig.kafka_clients import faust_credentials
 
 from .config import ProcessorConfig
+from .delivered import DeliveredCheck, tp_name, tp_of, undelivered
 from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
 from .validation import Rejection
 
@@ -59,7 +63,7 @@ class Processor:
         self.last_checkpoint = time.monotonic()
         self.dirty: dict[str, dict[str, Any]] = {}
         self.unacked: dict[Any, list[Any]] = {}
-        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0}
+        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0}
         self.unknown_since: dict[str, float] = {}
         # host -> [(stream, event)] held (unacked) until the host's inventory pins its key, or the
         # grace runs out. Sleeping in the agent instead stopped faust's delivery to every stream,
@@ -108,6 +112,11 @@ class Processor:
         app.agent(app.topic(*INPUT_TOPICS[1:], key_serializer="raw", value_serializer="raw"),
                   name="records")(self._consume)
         app.timer(interval=settings.processor_tick_s, name="close-windows")(self._tick)
+        self.delivered = DeliveredCheck(settings)
+        app.on_before_shutdown.connect(self._stop_delivered)
+
+    async def _stop_delivered(self, *_args: Any, **_kwargs: Any) -> None:
+        await self.delivered.stop()
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
         self.states.clear()
@@ -252,7 +261,7 @@ class Processor:
                     if due is not None:
                         self.due[host_id] = due
         now_us = int(time.time() * 1e6)
-        sending: list[tuple[str, dict[str, Any], int]] = []
+        sending: list[tuple[str, dict[str, Any]]] = []
         for host_id in [h for h, due in self.due.items() if due <= now_us]:
             state = self.get(host_id)
             if state is None or not self._owned(host_id, assigned):
@@ -261,25 +270,70 @@ class Processor:
             if self.engine.close_due(state, now_us, self.signer):
                 self.put(state)
             if state["outbox"]:
-                sending.append((host_id, state, len(state["outbox"])))
+                sending.append((host_id, state))
             nxt = self.engine.next_due_us(state)
             if nxt is None:
                 self.due.pop(host_id, None)
             else:
                 self.due[host_id] = nxt
-        if not sending:
-            return
-        await app.producer.flush()  # the outboxes are durable in the changelog before anything is sent
-        futures = []
-        for host_id, state, n in sending:
-            for topic, key, value, _host in state["outbox"][:n]:
-                # aggregates are keyed by host and window; keep them in the host's partition anyway
-                p = (partition_for(host_id.encode(), self.topic_partitions[topic])
-                     if key != host_id and topic in self.topic_partitions else None)
+        if sending:
+            states = [state for _host, state in sending]
+            try:
+                await self._deliver(states)
+            except Exception as err:  # noqa: BLE001 - kept, marked: the next tick checks and retries
+                log.warning("sending the outputs of %d hosts failed (%s: %s); they stay in their outboxes and "
+                            "are checked against the topics before the retry", len(states), type(err).__name__, err)
+                for state in states:
+                    self.due[state["host_id"]] = 0
+
+    def _target(self, host_id: str, topic: str) -> TopicPartition:
+        """Every output goes to its host's partition (aggregates are keyed by host and window)."""
+        return TopicPartition(topic, partition_for(host_id.encode(), self.topic_partitions[topic]))
+
+    async def _deliver(self, states: list[dict[str, Any]]) -> None:
+        """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
+        An outbox that carries a mark may have been sent before (a crash, a failed send): what the
+        marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable
+        in the changelog with the outbox before anything is sent."""
+        app = self.app
+        retried = [state for state in states if state.get("outbox_mark")]
+        if retried:
+            marks: dict[TopicPartition, int] = {}
+            for state in retried:
+                for name, offset in state["outbox_mark"].items():
+                    tp = tp_of(name)
+                    marks[tp] = min(offset, marks.get(tp, offset))
+            present = await self.delivered.present(marks)
+            dropped = 0
+            for state in retried:
+                before = len(state["outbox"])
+                state["outbox"] = undelivered(state["outbox"], present)
+                dropped += before - len(state["outbox"])
+                state.pop("outbox_mark")
+                self.put(state)
+            self.stats["already_delivered"] += dropped
+            log.warning("outbox retry for %d hosts: %d outputs were already on their topics (not re-sent)",
+                        len(retried), dropped)
+        states = [state for state in states if state["outbox"]]
+        targets = {state["host_id"]: {self._target(state["host_id"], e[0]) for e in state["outbox"]}
+                   for state in states}
+        ends = await self.delivered.end_offsets(set().union(*targets.values()))
+        for state in states:
+            state["outbox_mark"] = {tp_name(tp): ends[tp] for tp in targets[state["host_id"]]}
+            self.put(state)
+        await app.producer.flush()  # the outboxes and their marks are durable before anything is sent
+        futures, sent = [], []
+        for state in states:
+            entries = list(state["outbox"])
+            sent.append((state, len(entries)))
+            for topic, key, value, _host in entries:
+                tp = self._target(state["host_id"], topic)
                 futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
-                                                              partition=p))
+                                                              partition=tp.partition))
         await asyncio.gather(*futures)
-        for _host_id, state, n in sending:
+        for state, n in sent:
             del state["outbox"][:n]
+            if not state["outbox"]:
+                state.pop("outbox_mark", None)
             self.put(state)
         self.stats["emitted"] += len(futures)

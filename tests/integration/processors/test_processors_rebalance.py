@@ -1,7 +1,7 @@
 """A second worker joins mid-run: partitions (and their hosts' state) move between workers.
 
-Asserted: every proof verifies; copies of one proof_id are byte-identical; after deduping on
-proof_id every host's chain is contiguous from seq 0 and links by hash, whichever worker
+Asserted: every proof verifies; no proof_id is written twice (processors/delivered.py);
+every host's chain is contiguous from seq 0 and links by hash, whichever worker
 issued each proof; the joining worker took partitions; no host lost a window to the handoff
 (the only withheld windows are each host's first, partial one) and no record was `late`.
 """
@@ -69,7 +69,8 @@ async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settin
         if payload["host_id"] not in hosts:
             continue
         VerifyKey(key.public_key_raw).verify(pae(env["payloadType"], data), base64.b64decode(env["signatures"][0]["sig"]))
-        assert by_host[payload["host_id"]].setdefault(payload["proof_id"], data) == data
+        assert payload["proof_id"] not in by_host[payload["host_id"]], f"proof_id {payload['proof_id']} written twice"
+        by_host[payload["host_id"]][payload["proof_id"]] = data
     assert set(by_host) == hosts
     for host, seen in by_host.items():
         chain = sorted((orjson.loads(d) for d in seen.values()), key=lambda p: p["seq"])
