@@ -1,11 +1,17 @@
 """Slow broker: the collector runs in a network namespace whose only way to the broker is a
 veth pair; the namespace holds the broker's listener (a forwarder on the advertised
-address). Delay and loss go on the veth with `tc netem`; on a kernel without sch_netem the
-forwarder holds every chunk instead (delay only, said in the summary).
+address). Delay and loss go on the veth with `tc netem`. On a kernel without sch_netem
+(this VM) the loss is still in the kernel: the TC classifier bpf/lossy_link.c sits on
+clsact egress of both veth ends and drops LOSS_PCT % of the packets while "slow" (a map
+value, so it turns on and off without detaching); the delay comes from the forwarder,
+which holds every chunk. If that program cannot load, the test fails naming what is
+missing (bcc, headers, clsact, cls_bpf); it does not fall back to "no loss".
 
 Invariants: lag (now - ts of the newest record on the topic) grows under the delay and
-comes back after it; every record the spool acknowledged is on its topic.
+comes back after it; the loss really happened (packets dropped while slow, none after);
+every record the spool acknowledged is on its topic.
 Addresses are link-local (169.254.77.0/30) on our own veth pair: nothing leaves the machine.
+Rerun: .venv/bin/python -m pytest -q -s tests/chaos/test_chaos_slow_broker.py
 """
 from __future__ import annotations
 
@@ -21,11 +27,16 @@ import pytest
 
 from chaos_harness import (Procs, Tally, check_collector_delivery, free_ports, host_records, left_in_spool,
                            read_topic, spool_state, wait_for)
+from lossy_link import Counts, LossyLink, LossyLinkError
 from schemas.keys import SigningKey
 
 HERE = Path(__file__).resolve().parent
 HOST_IP, NS_IP = "169.254.77.1", "169.254.77.2"
 DELAY_MS, LOSS_PCT, SLOW_S = 800, 5, 12
+# Under the delay the link carries only ~5 packets/s (one produce round trip per 0.8 s), so
+# 12 s at 5 % drops nothing about 4 % of the time: the slow phase then lasts until the
+# classifier has dropped a packet, at most this much longer.
+SLOW_EXTRA_S = 30
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"),
                                 reason="needs root and iproute2 (ip, tc) for a veth pair into a network namespace")
@@ -39,6 +50,7 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def netns():
     n = os.getpid() % 100000
     ns, host_if, ns_if = f"hmchaos{n}", f"hmc{n}a", f"hmc{n}b"
+    lossy = None
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
@@ -52,10 +64,19 @@ def netns():
         netem = sh("tc", "qdisc", "add", "dev", host_if, "root", "netem", "delay", "1ms", check=False).returncode == 0
         if netem:
             sh("tc", "qdisc", "del", "dev", host_if, "root")
-        yield {"ns": ns, "host_if": host_if, "ns_if": ns_if, "netem": netem}
+        else:  # no netem: loss from the TC classifier on both egresses, off (0 %) until set_slow
+            try:
+                lossy = LossyLink()
+                lossy.attach(host_if)
+                lossy.attach(ns_if, netns=ns)
+            except LossyLinkError as err:
+                pytest.fail(f"no sch_netem, and the tc-bpf loss fallback is unavailable: {err}", pytrace=False)
+        yield {"ns": ns, "host_if": host_if, "ns_if": ns_if, "netem": netem, "lossy": lossy}
     finally:
-        sh("ip", "link", "del", host_if, check=False)
+        sh("ip", "link", "del", host_if, check=False)  # takes its peer, and the clsact qdiscs, with it
         sh("ip", "netns", "del", ns, check=False)
+        if lossy is not None:
+            lossy.close()
 
 
 def newest_lag_s(settings, host_id: str) -> float:
@@ -76,6 +97,7 @@ def set_slow(net: dict, on: bool, delay_file: Path) -> None:
                 sh(*prefix, "tc", "qdisc", "del", "dev", dev, "root", check=False)
     else:
         delay_file.write_text(str(DELAY_MS / 2000) if on else "0")
+        net["lossy"].set_loss(LOSS_PCT if on else 0)
 
 
 def test_slow_lossy_link_lag_grows_recovers_and_nothing_is_lost(chaos_broker, netns, tmp_path):
@@ -94,6 +116,8 @@ def test_slow_lossy_link_lag_grows_recovers_and_nothing_is_lost(chaos_broker, ne
                           str(delay_file)], stdout=subprocess.PIPE),
     ]
     lags: dict[str, float] = {}
+    lossy: LossyLink | None = netns["lossy"]
+    marks: dict[str, Counts] = {}
     try:
         for f in forwarders:
             assert f.stdout.readline().strip() == b"listening"
@@ -105,12 +129,24 @@ def test_slow_lossy_link_lag_grows_recovers_and_nothing_is_lost(chaos_broker, ne
         wait_for(lambda: newest_lag_s(settings, host) < 3, 60, "records through the namespace")
         time.sleep(3)
         lags["before"] = newest_lag_s(settings, host)
+        if lossy:
+            marks["on"] = lossy.counts()
         set_slow(netns, True, delay_file)
+        slow_from = time.monotonic()
         time.sleep(SLOW_S)
+        if lossy:  # dropped nothing yet (a few % of runs): stay slow until it has
+            extra = time.monotonic() + SLOW_EXTRA_S
+            while (lossy.counts() - marks["on"]).dropped == 0 and time.monotonic() < extra:
+                time.sleep(0.5)
         lags["slow"] = newest_lag_s(settings, host)
         set_slow(netns, False, delay_file)
+        slow_s = time.monotonic() - slow_from
+        if lossy:
+            marks["off"] = lossy.counts()
         wait_for(lambda: newest_lag_s(settings, host) < max(1.0, lags["before"] * 3), 60, "the lag to recover")
         lags["after"] = newest_lag_s(settings, host)
+        if lossy:
+            marks["end"] = lossy.counts()
         assert procs.stop("collect", 30) == 0, procs.log("collect")[-3000:]
     finally:
         procs.stop_all()
@@ -122,10 +158,19 @@ def test_slow_lossy_link_lag_grows_recovers_and_nothing_is_lost(chaos_broker, ne
     st = spool_state(state)
     tally = Tally("slow-broker")
     check_collector_delivery(tally, host_records(settings, host), st["acked"], st["acked"] + 1 + left_in_spool(log))
-    how = (f"netem delay {DELAY_MS}ms loss {LOSS_PCT}%" if netns["netem"]
-           else f"no sch_netem: forwarder delay {DELAY_MS}ms per round trip, no loss")
-    tally.notes += [how, "lag s: " + ", ".join(f"{k} {v:.1f}" for k, v in lags.items())]
+    if netns["netem"]:
+        how = [f"netem delay {DELAY_MS}ms loss {LOSS_PCT}% on both veth ends for {slow_s:.0f}s"]
+    else:
+        slow, after = marks["off"] - marks["on"], marks["end"] - marks["off"]
+        how = [f"no sch_netem: forwarder delay {DELAY_MS}ms per round trip for {slow_s:.0f}s",
+               f"tc-bpf loss {LOSS_PCT}% on both veth egresses: {slow.dropped} of {slow.seen_lossy} packets dropped "
+               f"({100 * slow.dropped / max(slow.seen_lossy, 1):.1f}%), {after.dropped} of {after.seen} after"]
+    tally.notes += [*how, "lag s: " + ", ".join(f"{k} {v:.1f}" for k, v in lags.items())]
     tally.report()
     assert tally.lost == 0, tally.line()
-    assert lags["slow"] > lags["before"], lags
-    assert lags["after"] < lags["slow"], lags
+    # the delay: the newest record on the topic is at least one one-way delay old while slow
+    assert lags["slow"] > lags["before"] and lags["slow"] >= DELAY_MS / 2000, (lags, tally.line())
+    assert lags["after"] < lags["slow"], (lags, tally.line())
+    if not netns["netem"]:  # the loss: really dropped while slow, and off again after
+        assert slow.dropped > 0 and slow.seen_lossy > 0, tally.line()
+        assert after.dropped == 0 and after.seen > 0, tally.line()
