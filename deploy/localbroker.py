@@ -251,10 +251,15 @@ class LocalBroker:
 
 
 def _kafka_uuid() -> str:
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding.
+    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+    # Uuid.randomUuid(), never one starting with "-": StorageTool would read it as an option
+    # (1 in 64 ids; the broker then failed to format its storage).
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:
