@@ -202,9 +202,11 @@ import os, sys, time
 rate = float(sys.argv[1])       # round trips per second; each costs ~4 context switches on 2 CPUs
 a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
 if os.fork() == 0:
+    os.close(a_w); os.close(b_r)  # so the parent's exit closes the pipe and this loop ends
     while os.read(a_r, 1):
         os.write(b_w, b"x")
     os._exit(0)
+os.close(a_r); os.close(b_w)
 start, done = time.monotonic(), 0
 while True:
     os.write(a_w, b"x"); os.read(b_r, 1); done += 1
@@ -272,7 +274,6 @@ def run_agent(ebpf: bool, load: bool, seconds: float, warmup: float, rate: int =
                     p.wait(20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        subprocess.run(["pkill", "-P", str(gen.pid)], check=False) if gen else None
         shutil.rmtree(state, ignore_errors=True)
     wall = t1 - t0
     agent_pct, bpf_pct = (cpu1 - cpu0) / wall * 100, (bpf1 - bpf0) / 1e9 / wall * 100

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,7 +117,8 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
         await wait_ready(logs)
         procs = [psutil.Process(w.pid) for w in workers]
         if args.profile:  # py-spy on worker 0 while it drains (collapsed stacks, see --profile)
-            subprocess.Popen(["py-spy", "record", "-p", str(workers[0].pid), "-d", str(args.profile_s), "-f", "raw",
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))  # the venv's
+            subprocess.Popen([py_spy, "record", "-p", str(workers[0].pid), "-d", str(args.profile_s), "-f", "raw",
                               "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss0 = sum(p.memory_info().rss for p in procs)
         cpu0 = sum(cpu_s(p) for p in procs)

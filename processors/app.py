@@ -8,9 +8,9 @@ Its changelog is co-partitioned with the input topics (same key, same default
 partitioner), so faust recovers each host's state on the worker that owns its partition.
 
 Delivery, at least once (faust's ``exactly_once`` is not used):
-* Input: each event is processed as it arrives but acked only at the next checkpoint
-  (every ``processor_checkpoint_s``), after every host it touched has been written to the
-  table. faust commits acked offsets only after flushing the producer, so the changelog is
+* Input: each record is processed as it arrives (in the batches faust fetches:
+  processors/faust_transport.py) but acked only at the next checkpoint (every
+  ``processor_checkpoint_s``), after every host it touched has been written to the table. faust commits acked offsets only after flushing the producer, so the changelog is
   never behind the committed offsets; a record replayed after a crash is caught by the
   dedupe state. One changelog write per host per checkpoint, not per record.
 * Output: a closing window's outputs go to the host's outbox in the table first, with the
@@ -18,31 +18,44 @@ Delivery, at least once (faust's ``exactly_once`` is not used):
   sent and awaited, then the outbox is cleared. A retry after a crash or a failed send first
   drops what those partitions already hold past the marks (processors/delivered.py), so no
   output (no proof_id) is written twice.
-* Rejections are sent as they happen, before their event is acked.
+* Rejections are sent as they happen, before their record is acked.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import faust
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 
 from hmconfig.kafka_clients import faust_credentials
+from schemas.dsse import HEADER_SIG
 
 from .config import ProcessorConfig
 from .delivered import DeliveredCheck, tp_name, tp_of, undelivered
+from .faust_transport import App
 from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
-from .validation import Rejection
+from .validation import Rejection, Verified, header, verify_many
 
 log = logging.getLogger("processors")
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
 OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
+
+
+def _decode(msg: Any) -> Any:
+    """(record, schema), or the Rejection (or error) decoding raised, to be raised in order."""
+    try:
+        return decode(msg.topic, msg.value)
+    except Exception as err:  # noqa: BLE001 - raised again in _handle, where every error is filed
+        return err
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -62,20 +75,20 @@ class Processor:
         self.checkpoint_s, self.checkpoint_max = checkpoint_s, checkpoint_max
         self.last_checkpoint = time.monotonic()
         self.dirty: dict[str, dict[str, Any]] = {}
-        self.unacked: dict[Any, list[Any]] = {}
+        self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0}
         self.unknown_since: dict[str, float] = {}
-        # host -> [(stream, event)] held (unacked) until the host's inventory pins its key, or the
-        # grace runs out. Sleeping in the agent instead stopped faust's delivery to every stream,
-        # the inventory's included, so a worker started on a backlog stalled (docs/PROCESSORS.md).
-        self.parked: dict[str, list[tuple[Any, Any]]] = {}
+        # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
+        # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
+        # so a worker started on a backlog stalled (docs/PROCESSORS.md).
+        self.parked: dict[str, list[Any]] = {}
         self._partition_cache: dict[str, int] = {}
         self.ready = False
         self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
         self.rescan = True
         datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
         datadir.mkdir(parents=True, exist_ok=True)
-        app = self.app = faust.App(
+        app = self.app = App(
             settings.processor_app_id,
             broker=[f"kafka://{hp}" for hp in settings.bootstrap.split(",")],
             # security (helper "security"): TLS/SASL from the settings, as every other hmtel client
@@ -93,6 +106,9 @@ class Processor:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
+            # the records of one fetch are decoded together (processors/faust_transport.py): bound
+            # the batch, or a backlog hands over everything prefetched (~150 MB of dicts at 20,000)
+            broker_max_poll_records=2000,
             web_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
@@ -108,15 +124,25 @@ class Processor:
         self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
         self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                         for name in OUTPUT_TOPICS}
+        # The agents make faust subscribe the group to the input topics (co-partitioned with the
+        # table); the records themselves come in batches to _on_batch (processors/faust_transport.py).
+        app.batch_topics = frozenset(INPUT_TOPICS)
+        app.batch_handler = self._on_batch
         app.agent(self.inputs["hm.inventory.v1"], name="inventory")(self._consume)
         app.agent(app.topic(*INPUT_TOPICS[1:], key_serializer="raw", value_serializer="raw"),
                   name="records")(self._consume)
         app.timer(interval=settings.processor_tick_s, name="close-windows")(self._tick)
+        threads = settings.processor_verify_threads
+        self.verify_threads = max(0, (os.cpu_count() or 1) - 1) if threads is None else threads
+        self.verify_pool = (ThreadPoolExecutor(self.verify_threads, thread_name_prefix="hm-verify")
+                            if self.verify_threads else None)
         self.delivered = DeliveredCheck(settings)
         app.on_before_shutdown.connect(self._stop_delivered)
 
     async def _stop_delivered(self, *_args: Any, **_kwargs: Any) -> None:
         await self.delivered.stop()
+        if self.verify_pool is not None:
+            self.verify_pool.shutdown(wait=False)
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
         self.states.clear()
@@ -140,50 +166,101 @@ class Processor:
 
     # --- input ------------------------------------------------------------------
     async def _consume(self, stream: Any) -> None:
+        """Only if a record ever came the per-record way: handled like a batch of one."""
         stream.enable_acks = False  # acked in _checkpoint, once the state they changed is in the changelog
-        for_stream = self.unacked.setdefault(stream, [])
         async for event in stream.events():
-            if await self._handle(event, stream):
-                for_stream.append(event)
-            if len(for_stream) >= self.checkpoint_max or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
-                await self._checkpoint()
+            await self._on_batch([event.message])
+
+    async def _on_batch(self, messages: list[Any]) -> None:
+        decoded = [_decode(msg) for msg in messages]
+        verified = await self._verify_ahead(messages, decoded)
+        for msg, dec in zip(messages, decoded):
+            if await self._handle(msg, first=True, decoded=dec, verified=verified):
+                # self.unacked, not a local alias: a checkpoint run by the timer while _handle
+                # awaited (a rejection's send) replaces the list, and a record appended to the
+                # old one would never be acked, holding the partition's commits back for good
+                self.unacked.append(msg)
+        if len(self.unacked) >= self.checkpoint_max or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+            await self._checkpoint()
 
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
-        events that changed them. faust commits an offset only once it is acked and the producer is
+        records that changed them. faust commits an offset only once it is acked and the producer is
         flushed, so the changelog is never behind the committed offsets; one write per host per
         checkpoint instead of one per record."""
         self.last_checkpoint = time.monotonic()
         dirty, self.dirty = self.dirty, {}
         for state in dirty.values():
             self.put(state)
-        for stream, events in self.unacked.items():
-            done, events[:] = list(events), []
-            for event in done:
-                await stream.ack(event)
+        done, self.unacked = self.unacked, []
+        ack = self.app.consumer.ack
+        for msg in done:
+            ack(msg)
         self.stats["checkpoints"] += 1
 
-    async def _handle(self, event: Any, stream: Any = None) -> bool:
-        """Apply one record; False when it was parked to wait for its host's inventory (``stream``
-        given: the first pass; a replay passes None and always settles the record)."""
-        msg = event.message
+    async def _verify_ahead(self, messages: list[Any], decoded: list[Any]) -> Verified | None:
+        """Check the batch's signatures up front, split between the verify threads and this one
+        (Ed25519 is most of a record's cost: docs/PROCESSORS.md). Only a cache: each record still
+        goes through every rule in order, and one whose key was not known here (its host's key is
+        pinned later in the batch) is verified inline."""
+        if self.verify_pool is None or len(messages) < 32:
+            return None
+        jobs: list[tuple[bytes, str, bytes, bytes]] = []
+        claimed: dict[str, str] = {}  # keys of inventories earlier in this batch
+        enrolled = self.cfg.enrolled or {}
+        for msg, dec in zip(messages, decoded):
+            if isinstance(dec, BaseException):
+                continue
+            record, schema = dec
+            sig = header(msg.headers, HEADER_SIG)
+            host_id = record["host_id"]
+            if schema == "hm.inventory.v1":
+                key_b64 = record.get("public_key")
+                if isinstance(key_b64, str):
+                    claimed.setdefault(host_id, key_b64)
+            else:
+                state = self.get(host_id)
+                key_b64 = (state or {}).get("key") or enrolled.get(host_id) or claimed.get(host_id)
+            if not sig or not isinstance(key_b64, str):
+                continue
+            try:
+                pub = base64.b64decode(key_b64, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            jobs.append((pub, schema, msg.value, sig))
+        shares = self.verify_threads + 1
+        loop = asyncio.get_running_loop()
+        futures = [loop.run_in_executor(self.verify_pool, verify_many, jobs[i::shares]) for i in range(1, shares)]
+        verified = verify_many(jobs[0::shares])
+        for part in await asyncio.gather(*futures):
+            verified.update(part)
+        return verified
+
+    async def _handle(self, msg: Any, first: bool = False, decoded: Any = None,
+                      verified: Verified | None = None) -> bool:
+        """Apply one record; False when it was parked to wait for its host's inventory (``first``:
+        the first pass; a replay always settles the record). ``decoded``: _decode(msg), done ahead."""
         value, now_us = msg.value, int(time.time() * 1e6)
         record: Any = None
         state: dict[str, Any] | None = None
         try:
-            record, schema = decode(msg.topic, value)
+            if decoded is None:
+                decoded = _decode(msg)
+            if isinstance(decoded, BaseException):
+                raise decoded
+            record, schema = decoded
             host_id = record["host_id"]
-            if stream is not None and host_id in self.parked and schema != "hm.inventory.v1":
-                self.parked[host_id].append((stream, event))  # behind the host's parked records, in order
+            if first and host_id in self.parked and schema != "hm.inventory.v1":
+                self.parked[host_id].append(msg)  # behind the host's parked records, in order
                 return False
             state = self.get(host_id) or new_state(host_id)
             try:
-                self.engine.ingest(state, record, schema, value, msg.headers, now_us)
+                self.engine.ingest(state, record, schema, value, msg.headers, now_us, verified)
             except Rejection as rej:
-                if stream is None or rej.check != "key_pinning" or state["key"] is not None \
+                if not first or rej.check != "key_pinning" or state["key"] is not None \
                         or not self._may_wait(host_id):
                     raise
-                self.parked.setdefault(host_id, []).append((stream, event))
+                self.parked.setdefault(host_id, []).append(msg)
                 return False
             self.states[host_id] = self.dirty[host_id] = state
             due = self.engine.record_due_us(record["ts"]) if schema != "hm.inventory.v1" else None
@@ -210,9 +287,9 @@ class Processor:
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
         and queue them for the next checkpoint's acks."""
-        for stream, event in self.parked.pop(host_id, ()):
-            await self._handle(event)
-            self.unacked.setdefault(stream, []).append(event)
+        for msg in self.parked.pop(host_id, ()):
+            await self._handle(msg)
+            self.unacked.append(msg)
         self.unknown_since.pop(host_id, None)
 
     async def _replay_parked(self, everything: bool = False) -> None:

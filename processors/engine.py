@@ -33,6 +33,7 @@ from . import aggregation, proofs
 from .config import AGG_TOPICS, ProcessorConfig
 from .validation import (
     Rejection,
+    Verified,
     check_capacity,
     check_counters,
     check_identity,
@@ -86,10 +87,11 @@ class Engine:
 
     # --- input ----------------------------------------------------------------
     def ingest(self, state: dict[str, Any], record: dict[str, Any], schema: str, value: bytes,
-               headers: Any, now_us: int) -> None:
-        """Accept ``record`` into ``state`` or raise Rejection, leaving ``state`` as it was."""
+               headers: Any, now_us: int, verified: Verified | None = None) -> None:
+        """Accept ``record`` into ``state`` or raise Rejection, leaving ``state`` as it was.
+        ``verified``: signature answers worked out ahead (validation.verify_many)."""
         cfg = self.cfg
-        key_b64 = check_identity(record, schema, value, headers, state["key"], cfg)
+        key_b64 = check_identity(record, schema, value, headers, state["key"], cfg, verified)
         boot, seq, ts = record["boot_id"], record["seq"], record["ts"]
         status = seq_status(state["seqs"], schema, boot, seq)
         if status == "duplicate":

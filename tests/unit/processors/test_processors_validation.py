@@ -54,6 +54,30 @@ def test_signature_and_key_rules():
     assert v.check_identity(usage, "hm.usage.v1", uvalue, uheaders, inv["public_key"], CFG) == inv["public_key"]
 
 
+def test_signatures_worked_out_ahead_give_the_same_answers():
+    """verify_many (run in threads for a batch) answers exactly as verify(); check_identity takes its
+    answer for the exact (key, schema, value, sig) and verifies anything else itself."""
+    import base64
+
+    h = SimHost(1)
+    pub_b64 = h.inventory(NOW)["public_key"]
+    pub = base64.b64decode(pub_b64)
+    usage = h.usage(NOW)
+    _, _, value, headers = h.message("hm.usage.v1", usage)
+    sig = v.header(headers, "hm-sig")
+    tampered = value.replace(b'"seq":', b'"seq": ')
+    jobs = [(pub, "hm.usage.v1", value, sig), (pub, "hm.usage.v1", tampered, sig),
+            (pub, "hm.inventory.v1", value, sig), (pub, "hm.usage.v1", value, b"not base64!")]
+    answers = v.verify_many(jobs)
+    assert answers == {job: v.verify(*job) for job in jobs}
+    assert list(answers.values()) == [True, False, False, False]
+    verified = {jobs[0]: True}
+    assert v.check_identity(usage, "hm.usage.v1", value, headers, pub_b64, CFG, verified) == pub_b64
+    with pytest.raises(v.Rejection) as e:  # bytes not in the cache: verified here, and refused
+        v.check_identity(usage, "hm.usage.v1", tampered, headers, pub_b64, CFG, verified)
+    assert e.value.code == "bad_signature"
+
+
 def test_strict_mode_enrollment():
     h, other = SimHost(1), SimHost(2)
     enrolled = parse_enrollment(f"# fleet\n{h.host_id} {h.inventory(NOW)['public_key']}\n")
