@@ -27,6 +27,7 @@ import base64
 import binascii
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +47,10 @@ from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, 
 from .validation import Rejection, Verified, header, verify_many
 
 log = logging.getLogger("processors")
+# Fault injection for the crash tests (comma-separated names in HMTEL_FAILPOINTS):
+#   after_output_send  the worker SIGKILLs itself once a tick's outputs are acknowledged and
+#                      before their outboxes are cleared: where a crash would duplicate them
+FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
 OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
 
@@ -408,6 +413,10 @@ class Processor:
                 futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
                                                               partition=tp.partition))
         await asyncio.gather(*futures)
+        if "after_output_send" in FAILPOINTS:
+            log.warning("failpoint after_output_send: %d outputs acknowledged, outboxes not cleared; SIGKILL",
+                        len(futures))
+            os.kill(os.getpid(), signal.SIGKILL)
         for state, n in sent:
             del state["outbox"][:n]
             if not state["outbox"]:

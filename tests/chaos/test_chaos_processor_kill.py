@@ -1,12 +1,15 @@
 """Processor SIGKILL during a window close and during a rebalance, under `hmtel simulate`.
 
-Invariants afterwards: every proof verifies; no proof_id is written twice (a worker killed
-between sending a window's outputs and clearing its outbox reads back what landed before
-it re-sends: processors/delivered.py); each host's chain is
+Kills: just after a window boundary; exactly between sending a window's outputs and clearing
+its outbox (the worker's `after_output_send` failpoint); and a second worker during a rebalance.
+Invariants afterwards: every proof verifies; no proof_id is written twice (the restarted
+worker reads back what landed before it re-sends: processors/delivered.py, and it must
+have found some); each host's chain is
 contiguous from 0 and linked; and every simulated host keeps getting proofs.
 """
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -42,6 +45,11 @@ def test_processor_sigkill_at_window_close_and_in_a_rebalance(chaos_broker, tmp_
         procs.procs["worker-a"].send_signal(signal.SIGKILL)
         procs.procs["worker-a"].wait(10)
         kills.append("a at window close")
+        # 1b. Between sending a window's outputs and clearing its outbox, exactly: the restarted
+        # worker kills itself there (failpoint), and the next start must not send them again.
+        procs.spawn("worker-a", ["process", "--worker-name", "a"], {**env, "HMTEL_FAILPOINTS": "after_output_send"})
+        assert procs.procs["worker-a"].wait(120) == -signal.SIGKILL, procs.log("worker-a")[-3000:]
+        kills.append("a after sending outputs")
         procs.spawn("worker-a", ["process", "--worker-name", "a"], env)
         # 2. During a rebalance: a second worker joins; kill it while the group rebalances.
         time.sleep(4)
@@ -60,13 +68,18 @@ def test_processor_sigkill_at_window_close_and_in_a_rebalance(chaos_broker, tmp_
 
     proofs = proofs_by_host(settings, key.key_id, key.public_key_raw)
     distinct, dup, problems = check_proof_chains(proofs)
+    # outputs a restarted worker found already on their topics (processors/delivered.py), not re-sent
+    retried = [int(n) for n in re.findall(r"(\d+) outputs were already on their topics",
+                                          procs.log("worker-a") + procs.log("worker-b"))]
     tally = Tally("processor-sigkill", sent=HOSTS * (LOAD_S * 2 + 1), acked=HOSTS * (LOAD_S * 2 + 1),
                   delivered=distinct, duplicated=dup, lost=len(problems),
                   notes=[f"kills: {', '.join(kills)}", f"{len(proofs)} hosts proved",
+                         f"outbox retries {len(retried)}, outputs found already sent {sum(retried)}",
                          "sent/acked = simulated records, delivered = distinct proofs"])
     tally.report()
     assert problems == [], problems[:5]
     assert dup == 0, f"{dup} proof_ids written more than once"
+    assert sum(retried) > 0, "the worker restarted after the failpoint found none of its outputs already sent"
     assert len(proofs) >= HOSTS, f"{len(proofs)} of {HOSTS} hosts got proofs"
     # (The chaos broker is shared with other scenarios; count the hosts with a real history.)
     assert sum(len(v) >= 2 for v in proofs.values()) >= HOSTS, {h[:10]: len(v) for h, v in proofs.items()}
