@@ -309,8 +309,9 @@ class Agent:
         if len(value) > MAX_RECORD_BYTES:
             raise AgentError(f"{schema} record of {len(value)} bytes is over the {MAX_RECORD_BYTES}-byte limit; "
                              f"not spooled")
-        self.seqs.next(self.host_id, schema)
         index = self.spool.append(topic, self.host_key, value, self.key.sign(schema, value))
+        # only once spooled: a failed append (ENOSPC) leaves no seq hole for consumers to count as loss
+        self.seqs.next(self.host_id, schema)
         if self.settings.spool_fsync_interval_ms == 0:
             self.spool.sync()
         self.metrics.samples.labels(schema).inc()
