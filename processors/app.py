@@ -91,6 +91,7 @@ class Processor:
         self.ready = False
         self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
         self.rescan = True
+        self.failed_sends = 0  # consecutive ticks whose outputs could not be sent
         datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
         datadir.mkdir(parents=True, exist_ok=True)
         app = self.app = App(
@@ -363,10 +364,17 @@ class Processor:
             try:
                 await self._deliver(states)
             except Exception as err:  # noqa: BLE001 - kept, marked: the next tick checks and retries
-                log.warning("sending the outputs of %d hosts failed (%s: %s); they stay in their outboxes and "
-                            "are checked against the topics before the retry", len(states), type(err).__name__, err)
+                self.failed_sends += 1
+                if self.failed_sends == 1:  # once per outage, not once per tick
+                    log.warning("sending the outputs of %d hosts failed (%s: %s); they stay in their outboxes, "
+                                "are checked against the topics and retried every tick", len(states),
+                                type(err).__name__, err)
                 for state in states:
                     self.due[state["host_id"]] = 0
+            else:
+                if self.failed_sends:
+                    log.warning("outputs sent again after %d failed attempts", self.failed_sends)
+                self.failed_sends = 0
 
     def _target(self, host_id: str, topic: str) -> TopicPartition:
         """Every output goes to its host's partition (aggregates are keyed by host and window)."""
