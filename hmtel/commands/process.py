@@ -67,8 +67,11 @@ def run_worker(proc: object, log_level: str) -> None:
     """Run the faust worker until SIGTERM/SIGINT (faust's own handlers stop it cleanly)."""
     import faust
 
+    from processors.app import tune_gc
+
     faust_level = "debug" if log_level == "DEBUG" else "warning"
     logging.getLogger("processors").setLevel(log_level)
+    tune_gc()
     worker = faust.Worker(proc.app, loglevel=faust_level, quiet=True, redirect_stdouts=False,  # type: ignore[attr-defined]
                           stdout=sys.stderr)
     worker.execute_from_commandline()
