@@ -51,6 +51,7 @@ log = logging.getLogger("processors")
 # Fault injection for the crash tests (comma-separated names in HMTEL_FAILPOINTS):
 #   after_output_send  the worker SIGKILLs itself once a tick's outputs are acknowledged and
 #                      before their outboxes are cleared: where a crash would duplicate them
+REPORT_S = 30.0  # progress line period
 FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
 OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
@@ -104,6 +105,8 @@ class Processor:
         self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
         self.rescan = True
         self.failed_sends = 0  # consecutive ticks whose outputs could not be sent
+        self.rejected_by_code: dict[str, int] = {}
+        self.reported: tuple[float, dict[str, int], dict[str, int]] = (time.monotonic(), {}, {})
         datadir = Path(settings.state_dir) / "processors" / f"{settings.processor_app_id}-{worker_name}"
         datadir.mkdir(parents=True, exist_ok=True)
         app = self.app = App(
@@ -324,6 +327,7 @@ class Processor:
                                record=record, now_us=now_us, partition=msg.partition, offset=msg.offset)
         await self.outputs[REJECTED_TOPIC].send(key=host.encode(), value=orjson.dumps(rej))
         self.stats["rejected"] += 1
+        self.rejected_by_code[code] = self.rejected_by_code.get(code, 0) + 1
 
     # --- window closing -----------------------------------------------------------
     def _owned(self, host_id: str, assigned: set[int]) -> bool:
@@ -332,8 +336,24 @@ class Processor:
             p = self._partition_cache[host_id] = partition_for(host_id.encode(), self.partitions)
         return p in assigned
 
+    def _report(self, now: float) -> None:
+        """A progress line for operators (INFO, every REPORT_S): what the worker did since the last."""
+        last, self.reported = self.reported, (now, dict(self.stats), dict(self.rejected_by_code))
+        elapsed = max(now - last[0], 1e-9)
+        done = {k: v - last[1].get(k, 0) for k, v in self.stats.items()}
+        codes = {k: v - last[2].get(k, 0) for k, v in self.rejected_by_code.items() if v > last[2].get(k, 0)}
+        records = done["accepted"] + done["rejected"]
+        if not records and not done["emitted"]:
+            return
+        log.info("last %.0f s: %d records (%.0f/s): %d accepted, %d rejected%s; %d outputs sent; %d hosts in memory, "
+                 "%d parked", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
+                 f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
+                 done["emitted"], len(self.states), sum(len(v) for v in self.parked.values()))
+
     async def _tick(self) -> None:
         app = self.app
+        if time.monotonic() - self.reported[0] >= REPORT_S:
+            self._report(time.monotonic())
         if self.parked:
             await self._replay_parked(everything=app.rebalancing)
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:

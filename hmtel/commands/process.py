@@ -70,7 +70,18 @@ def run_worker(proc: object, log_level: str) -> None:
     from processors.app import tune_gc
 
     faust_level = "debug" if log_level == "DEBUG" else "warning"
-    logging.getLogger("processors").setLevel(log_level)
+    plog = logging.getLogger("processors")
+    plog.setLevel(log_level)
+    if log_level in ("DEBUG", "INFO"):
+        # faust's handlers sit at WARNING (its INFO chatter is noise); the worker's own progress
+        # lines (every 30 s) are INFO, so they get a handler of their own, in faust's format
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"))
+        plog.addHandler(handler)
+        plog.propagate = False
+        # faust's services defined in processors/faust_transport.py log under processors.*: keep
+        # them at faust's level
+        logging.getLogger("processors.faust_transport").setLevel(faust_level.upper())
     tune_gc()
     worker = faust.Worker(proc.app, loglevel=faust_level, quiet=True, redirect_stdouts=False,  # type: ignore[attr-defined]
                           stdout=sys.stderr)
