@@ -305,10 +305,16 @@ class _LocalRunner:
             self.broker_to_stop = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (all bound at once, so no two are the same)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def compose_override(pipeline: Pipeline) -> dict[str, Any]:
@@ -340,7 +346,7 @@ class _DockerRunner:
 
         from deploy.localbroker import _metadata_answers
 
-        port = _free_port()
+        (port,) = free_ports(1)
         work = self.p.workdir
         env_file = work / "compose.env"
         env_file.write_text(f"HMTEL_KAFKA_HOST_PORT={port}\n")

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,20 +24,10 @@ import orjson
 from deploy.localbroker import LocalBroker
 from hmconfig.kafka_clients import make_consumer, start_with_retry
 from hmconfig.settings import Settings
+from hmtel_testing.pipeline import free_ports
 from schemas import dsse
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def private_broker_settings(base: Settings, state: Path) -> Settings:

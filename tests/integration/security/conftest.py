@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,8 @@ import pytest
 from deploy.securebroker import SecureLocalBroker, client_settings
 from hmconfig.acls import ADMIN, ensure_acls
 from hmconfig.settings import Settings
+from hmtel_testing.pipeline import free_ports
 from hmconfig.topic_admin import ensure_topics
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Secure:
