@@ -382,8 +382,8 @@ class Processor:
             if state is None or not self._owned(host_id, assigned):
                 self.due.pop(host_id, None)
                 continue
-            if self.engine.close_due(state, now_us, self.signer):
-                self.put(state)
+            # a close always fills the outbox, and _deliver writes the state (with its mark) before sending
+            self.engine.close_due(state, now_us, self.signer)
             if state["outbox"]:
                 sending.append((host_id, state))
             nxt = self.engine.next_due_us(state)
