@@ -9,9 +9,13 @@ PYTEST  := $(VENV)/bin/pytest
 .PHONY: setup run test stop bench lint
 .DEFAULT_GOAL := run
 
-$(VENV)/.installed: pyproject.toml
+# native/hm_ed25519 (the processors' batch signature check) is Rust, built by maturin with cargo
+$(VENV)/.installed: pyproject.toml native/hm_ed25519/Cargo.toml native/hm_ed25519/Cargo.lock native/hm_ed25519/src/lib.rs
+	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null \
+	  || { echo "setup: building native/hm_ed25519 needs Rust's cargo (https://rustup.rs)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
+	PATH="$$HOME/.cargo/bin:$$PATH" $(VENV)/bin/pip install -q ./native/hm_ed25519
 	$(VENV)/bin/pip install -q -e '.[test,processors,gpu,dev]'
 	touch $@
 
