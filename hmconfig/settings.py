@@ -239,8 +239,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
         "the records behind it (longer: fewer writes, more replay after a crash).")
     processor_verify_threads: int | None = Field(
-        default=None, ge=0, le=64, description="Threads that check a fetched batch's Ed25519 signatures beside the "
-        "worker's own thread (libsodium releases the GIL); unset: one fewer than the CPUs, 0: none.")
+        default=None, ge=0, le=64, description="Threads that check a fetched batch's Ed25519 signatures (as batches, "
+        "with the GIL released) while the worker's own thread decodes it; unset: one fewer than the CPUs, 0: none "
+        "(the worker's thread checks the batch itself).")
     processor_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a processor group with no committed offsets starts reading its inputs.")
 
