@@ -41,6 +41,7 @@ from .validation import (
     check_time,
     counters_of,
     mark_seen,
+    numbers,
     parse,
     seq_status,
 )
@@ -112,12 +113,14 @@ class Engine:
         base = None
         last = state["last"]
         counters: dict[str, float] = {}
+        nums: dict[str, float] = {}
         if schema == "hm.usage.v1":
-            counters = counters_of(record)  # once per record: the rules, the deltas and the baseline share it
+            nums = numbers(record)  # once per record: the rules, the windows and the proof share it
+            counters = counters_of(record, nums)
             if last is not None and last["boot_id"] == boot and seq > last["seq"]:
                 base = last["counters"]
                 check_counters(base, record, counters)
-            check_capacity(record, state["inventory"], cfg)
+            check_capacity(record, state["inventory"], cfg, nums)
         # accepted from here on
         gaps = mark_seen(state["seqs"], schema, boot, seq)
         state["counts"]["accepted"] += 1
@@ -127,8 +130,8 @@ class Engine:
         if pacc is None:  # not setdefault(..., new_acc()): that builds a fresh accumulator for every record
             pacc = wins[str(pstart)] = proofs.new_acc()
         if schema == "hm.usage.v1":
-            deltas = proofs.counter_deltas(base, record, counters)
-            proofs.add_usage(pacc, record, value, deltas, gaps, now_us - ts)
+            deltas = proofs.counter_deltas(base, record, nums)
+            proofs.add_usage(pacc, record, value, deltas, gaps, now_us - ts, nums)
             # A boot not seen before resets the baseline (counters restart from 0: not a regression);
             # a late record of an older boot leaves it alone.
             new_boot = last is None or (last["boot_id"] != boot and status == "first")
@@ -136,7 +139,7 @@ class Engine:
                 state["last"] = {"boot_id": boot, "seq": seq, "counters": counters}
         else:
             proofs.add_ebpf(pacc, record, value)
-        figures = aggregation.usage_figures(record) if schema == "hm.usage.v1" else None
+        figures = aggregation.usage_figures(record, nums) if schema == "hm.usage.v1" else None
         for name, length in self.agg_len_us.items():
             start = aggregation.window_start(ts, length)
             if start + length <= state["closed"][name]:

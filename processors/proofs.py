@@ -30,7 +30,7 @@ from schemas.dsse import make_envelope
 
 from .aggregation import coverage, merge_hist, percentile_log2
 from .config import ProcessorConfig
-from .validation import counters_of, dig
+from .validation import counters_of, dig, numbers
 
 PROOF_SCHEMA = "hm.proof.v1"
 ZERO_DIGEST = "00" * 32
@@ -77,18 +77,17 @@ def new_acc() -> dict[str, Any]:
 
 
 def counter_deltas(baseline: dict[str, float] | None, record: dict[str, Any],
-                   counters: dict[str, float] | None = None) -> dict[str, float]:
+                   nums: dict[str, float] | None = None) -> dict[str, float]:
     """Bytes moved since the previous sample of the same boot (rate x elapsed without a baseline).
-    ``counters``: ``counters_of(record)`` when the caller already has it."""
-    now = counters if counters is not None else counters_of(record)
+    ``nums``: ``validation.numbers(record)``, when known."""
+    nums = numbers(record) if nums is None else nums
     elapsed = record.get("elapsed_s") or 0
     out = {}
     for name, (counter, rate) in BYTE_COUNTERS.items():
-        if baseline and counter in baseline and counter in now:
-            out[name] = now[counter] - baseline[counter]
+        if baseline and counter in baseline and counter in nums:
+            out[name] = nums[counter] - baseline[counter]
         else:
-            r = dig(record, rate)
-            out[name] = r * elapsed if isinstance(r, (int, float)) else 0.0
+            out[name] = nums.get(rate, 0.0) * elapsed
     return out
 
 
@@ -99,7 +98,9 @@ def _sources(acc: dict[str, Any], sources: Any) -> None:
 
 
 def add_usage(acc: dict[str, Any], record: dict[str, Any], value: bytes, deltas: dict[str, float],
-              gaps: list[list[int]], skew_us: int) -> None:
+              gaps: list[list[int]], skew_us: int, nums: dict[str, float] | None = None) -> None:
+    """``nums``: ``validation.numbers(record)``, when known."""
+    nums = numbers(record) if nums is None else nums
     acc["n"] += 1
     acc["inputs"] += 1
     acc["digest"] = fold_digest(acc["digest"], value)
@@ -109,15 +110,15 @@ def add_usage(acc: dict[str, Any], record: dict[str, Any], value: bytes, deltas:
     acc["first_seq"] = min(acc["first_seq"], record["seq"])
     acc["last_seq"] = max(acc["last_seq"], record["seq"])
     acc["gaps"].extend(gaps)
-    busy = dig(record, "cpu.busy_core_s")
-    if isinstance(busy, (int, float)):
+    busy = nums.get("cpu.busy_core_s")
+    if busy is not None:
         acc["cpu_core_s"] += busy
-    cores = dig(record, "cpu.cores")
+    cores = nums.get("cpu.cores")
     if isinstance(cores, int):
         acc["cores"] = max(acc["cores"] or 0, cores)
     elapsed = record.get("elapsed_s") or 0
-    used = dig(record, "memory.used_bytes")
-    if isinstance(used, (int, float)):
+    used = nums.get("memory.used_bytes")
+    if used is not None:
         acc["mem_byte_s"] += used * elapsed
     gpus = record.get("gpu")
     if isinstance(gpus, list) and gpus:

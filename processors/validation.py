@@ -147,6 +147,13 @@ def verify_many(jobs: Sequence[tuple[bytes, str, bytes, bytes]]) -> Verified:
     return dict(zip(jobs, hm_ed25519.verify_batch(items)))
 
 
+@functools.lru_cache(maxsize=65536)
+def _key_facts(key_b64: str) -> tuple[bytes, bytes]:
+    """(raw key, its hm-keyid as the header carries it): worked out once per key, not per record."""
+    pub = base64.b64decode(key_b64)
+    return pub, key_id(pub).encode()
+
+
 def check_identity(obj: dict[str, Any], schema: str, value: bytes, headers: Any,
                    pinned_b64: str | None, cfg: ProcessorConfig, verified: Verified | None = None) -> str:
     """Signature and key rules. Returns the base64 key that signed the record (to pin on first sight).
@@ -174,8 +181,8 @@ def check_identity(obj: dict[str, Any], schema: str, value: bytes, headers: Any,
             raise Rejection("key_mismatch", "key_pinning",
                             "no key pinned for this host_id: no valid hm.inventory.v1 seen from it yet")
         key_b64 = pinned_b64
-    pub = base64.b64decode(key_b64)
-    if kid.decode("ascii", "replace") != key_id(pub):
+    pub, pub_kid = _key_facts(key_b64)
+    if kid != pub_kid:
         raise Rejection("key_mismatch", "key_id", f"hm-keyid {kid[:16]!r}... is not the pinned key's id")
     ok = verified.get((pub, schema, value, sig)) if verified else None
     if not (verify(pub, schema, value, sig) if ok is None else ok):
@@ -250,13 +257,51 @@ def dig(obj: Any, path: str) -> Any:
     return obj
 
 
-def counters_of(record: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for path in COUNTERS:
-        v = dig(record, path)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[path] = v
+# Every number the rules, the windows (processors.aggregation) and the proofs read from an
+# hm.usage.v1 record, by dotted path: ``numbers`` picks them all in one walk per record, where a
+# lookup per path per use (21 per record) was a quarter of a record's cost in ingest.
+USAGE_NUMBERS = COUNTERS + (
+    "cpu.cores", "cpu.busy_core_s", "cpu.utilisation", "memory.used_bytes", "memory.total_bytes",
+    "load.psi.cpu.some_avg10", "load.psi.memory.some_avg10", "load.psi.io.some_avg10",
+    "disk.read_bytes_per_s", "disk.write_bytes_per_s", "network.rx_bytes_per_s", "network.tx_bytes_per_s",
+)
+
+
+def _path_tree(paths: Iterable[str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = path
+    return tree
+
+
+_USAGE_TREE = _path_tree(USAGE_NUMBERS)
+
+
+def _pick(obj: dict[str, Any], tree: dict[str, Any], out: dict[str, float]) -> None:
+    for name, sub in tree.items():
+        v = obj.get(name)
+        if sub.__class__ is str:
+            if v.__class__ is float or v.__class__ is int:  # not bool, whose class is bool
+                out[sub] = v
+        elif v.__class__ is dict:
+            _pick(v, sub, out)
+
+
+def numbers(record: dict[str, Any]) -> dict[str, float]:
+    """{dotted path: value} for each of USAGE_NUMBERS that the record holds as a number."""
+    out: dict[str, float] = {}
+    _pick(record, _USAGE_TREE, out)
     return out
+
+
+def counters_of(record: dict[str, Any], nums: dict[str, float] | None = None) -> dict[str, float]:
+    """The cumulative counters the record carries. ``nums``: ``numbers(record)``, when known."""
+    nums = numbers(record) if nums is None else nums
+    return {path: nums[path] for path in COUNTERS if path in nums}
 
 
 def check_counters(baseline: dict[str, float] | None, record: dict[str, Any],
@@ -272,11 +317,13 @@ def check_counters(baseline: dict[str, float] | None, record: dict[str, Any],
                             f"{path} went from {before:g} to {value:g} within boot {record.get('boot_id')}")
 
 
-def check_capacity(record: dict[str, Any], inventory: dict[str, Any] | None, cfg: ProcessorConfig) -> None:
+def check_capacity(record: dict[str, Any], inventory: dict[str, Any] | None, cfg: ProcessorConfig,
+                   nums: dict[str, float] | None = None) -> None:
     """Usage must fit the hardware: busy core-seconds <= cores x elapsed x factor, memory used <= total."""
+    nums = numbers(record) if nums is None else nums
     inv = inventory or {}
-    cores = inv.get("cores") or dig(record, "cpu.cores")
-    busy = dig(record, "cpu.busy_core_s")
+    cores = inv.get("cores") or nums.get("cpu.cores")
+    busy = nums.get("cpu.busy_core_s")
     elapsed = record.get("elapsed_s")
     if isinstance(busy, (int, float)) and isinstance(cores, (int, float)) and isinstance(elapsed, (int, float)):
         limit = cores * elapsed * cfg.over_capacity_factor
@@ -284,9 +331,9 @@ def check_capacity(record: dict[str, Any], inventory: dict[str, Any] | None, cfg
             raise Rejection("over_capacity", "cpu.busy_core_s",
                             f"busy {busy:.3f} core-s > {cores} cores x {elapsed:.3f} s x {cfg.over_capacity_factor:g}"
                             f" = {limit:.3f}")
-    used = dig(record, "memory.used_bytes")
-    if isinstance(used, (int, float)):
-        totals = [t for t in (dig(record, "memory.total_bytes"), inv.get("memory_total_bytes"))
+    used = nums.get("memory.used_bytes")
+    if used is not None:
+        totals = [t for t in (nums.get("memory.total_bytes"), inv.get("memory_total_bytes"))
                   if isinstance(t, (int, float))]
         for total in totals:
             if used > total:
