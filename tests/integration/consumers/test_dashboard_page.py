@@ -97,13 +97,19 @@ def test_page_in_headless_chromium(dashboard, consumer_run, tmp_path):
     try:
         driver.get(f"{url}#{consumer_run.hosts[0]}")
         wait = WebDriverWait(driver, 30, poll_frequency=0.5)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hosts li.host")) >= 1)
-        listed = {li.get_attribute("data-host") for li in driver.find_elements(By.CSS_SELECTOR, "#hosts li.host")}
-        assert set(consumer_run.hosts) <= listed
+        # The page re-renders as data arrives, so an element found in one WebDriver call may be
+        # gone by the next (StaleElementReferenceException): each read is one script, atomic.
+        def listed(d):
+            return set(d.execute_script(
+                "return Array.from(document.querySelectorAll('#hosts li.host'), li => li.dataset.host)"))
+
+        wait.until(lambda d: len(listed(d)) >= 1)
+        assert set(consumer_run.hosts) <= listed(driver)
 
         def cpu_points(d):
-            el = d.find_elements(By.CSS_SELECTOR, '.chart[data-chart="cpu"]')
-            return int(el[0].get_attribute("data-points") or 0) if el else 0
+            return int(d.execute_script(
+                "const el = document.querySelector('.chart[data-chart=\"cpu\"]');"
+                "return el ? (el.dataset.points || 0) : 0"))
 
         wait.until(lambda d: cpu_points(d) > 0)
         assert driver.find_elements(By.CSS_SELECTOR, '.chart[data-chart="cpu"] canvas')
@@ -112,7 +118,8 @@ def test_page_in_headless_chromium(dashboard, consumer_run, tmp_path):
             "const u = window.__hm_charts && window.__hm_charts.cpu;"
             "return u ? [u.data[0].length, u.data[1].filter(v => v != null).length] : [0, 0];")
         assert xs > 0 and ys > 0
-        badge = driver.find_element(By.CSS_SELECTOR, "#hosts li.host.selected .badge").text
+        badge = driver.execute_script(
+            "const b = document.querySelector('#hosts li.host.selected .badge'); return b ? b.innerText : null")
         assert re.fullmatch(r"proof #\d+ ✓|proof invalid", badge), badge
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         time.sleep(1)  # one animation frame after the last data batch
