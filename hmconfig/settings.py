@@ -215,8 +215,9 @@ class Settings(BaseSettings):
     # --- stream processors (processors/, hmtel process) -------------------
     proof_window_s: float = Field(default=60.0, gt=0, description="Length of a resource proof window (one proof per host per window).")
     proof_grace_s: float = Field(
-        default=30.0, ge=0, description="A proof window closes at the latest this long after its end by processor time "
-        "(a silent host); normally it closes once the host's records pass the end.")
+        default=30.0, ge=0, description="A proof window closes once the host's records pass its end; a topic the "
+        "host stopped sending on (nothing accepted for this long by processor time) is waited for until this long "
+        "after the end.")
     agg_window_10s_s: float = Field(default=10.0, gt=0, description="Length of the short dashboard window (topic hm.usage.agg.10s.v1).")
     agg_window_1m_s: float = Field(default=60.0, gt=0, description="Length of the long dashboard window (topic hm.usage.agg.1m.v1).")
     agg_grace_s: float = Field(default=30.0, ge=0, description="Like proof_grace_s, for the dashboard windows.")

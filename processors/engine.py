@@ -16,8 +16,10 @@ that were in the outbox are re-sent byte for byte (consumers dedupe on key / pro
 
 When a window closes: as soon as every topic the host is still sending on (usage, eBPF)
 has moved past the window end (event-time watermark, normally one interval after the
-end), or at the latest ``grace`` after the end by processor time (a silent host). So a
-worker catching up on a backlog after a restart does not close windows half-filled.
+end), or ``grace`` after the end for a topic gone silent (none of its records accepted
+for ``grace`` by processor time). So a worker catching up on a backlog, however old,
+does not close windows half-filled: the host's records keep coming, and their watermark
+closes each window once its records are in.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ def new_state(host_id: str) -> dict[str, Any]:
         "chain": {"seq": 0, "prev_hash": None},
         "agg_seq": {n: 0 for n in AGG_TOPICS},
         "counts": {"accepted": 0, "duplicates": 0, "late": 0},
+        "seen": {},             # schema -> processor time its last record was accepted
         "outbox": [],           # [topic, kafka key, value (str), host_id]
     }
 
@@ -124,6 +127,7 @@ class Engine:
         # accepted from here on
         gaps = mark_seen(state["seqs"], schema, boot, seq)
         state["counts"]["accepted"] += 1
+        state.setdefault("seen", {})[schema] = now_us
         state["wm"][schema] = max(state["wm"].get(schema, 0), ts)
         wins = state["windows"]["proof"]
         pacc = wins.get(str(pstart))
@@ -155,11 +159,23 @@ class Engine:
 
     # --- window closing -------------------------------------------------------
     def _due(self, state: dict[str, Any], end_us: int, grace_s: float, now_us: int) -> bool:
-        if now_us >= end_us + grace_s * 1e6:
-            return True
-        # every topic still sending (its watermark reached this window) must have passed the end
-        live = [wm for wm in state["wm"].values() if wm >= end_us - self.proof_len_us]
-        return bool(live) and min(live) >= end_us and now_us >= end_us
+        """Every topic the host sent on during the window has a record past its end, or has gone
+        silent (nothing accepted on it for ``grace`` by processor time, and the end is ``grace``
+        ago). A topic still delivering a backlog is not silent, however old its records."""
+        if now_us < end_us:
+            return False
+        grace_us = grace_s * 1e6
+        overdue = now_us >= end_us + grace_us
+        seen = state.get("seen", {})
+        live = False
+        for schema, wm in state["wm"].items():
+            if wm < end_us - self.proof_len_us:
+                continue  # that topic stopped before this window: not waited for
+            live = True
+            if wm >= end_us or (overdue and now_us - seen.get(schema, 0) >= grace_us):
+                continue  # past the end, or gone silent
+            return False
+        return live or overdue
 
     def record_due_us(self, ts: int) -> int:
         """The earliest end among the windows a record with this ``ts`` falls in. min(the host's previous

@@ -243,3 +243,45 @@ def test_outputs_match_their_schemas(signer):
         else:
             schemas.validate(obj["schema"], obj)
     assert topics == {"hm.proofs.v1", "hm.rejected.v1", "hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1"}
+
+
+def proof_starts(rig):
+    return [payload_of(e)["window"]["start_us"] for e in rig.outbox("hm.proofs.v1")]
+
+
+def test_a_backlog_older_than_the_grace_closes_each_window_once_its_records_are_in(signer):
+    """A worker catching up a minute behind: the windows are long past end + grace (5 s) by
+    processor time, but the host's records keep coming, so each window waits for its own records
+    (the watermark) instead of closing at its first record and filing the rest as late."""
+    rig = Rig()
+    now = T0 + 60 * S
+    rig.send("hm.inventory.v1", rig.host.inventory(T0), now_us=now)
+    for i in range(25):  # two full 10 s proof windows and half of a third
+        now += S // 10  # the backlog drains at 10 records per processor second
+        rig.send("hm.usage.v1", rig.host.usage(T0 + i * S, elapsed_s=1.0), now_us=now)
+        rig.engine.close_due(rig.state, now, signer)  # the timer runs throughout
+    assert rig.state["counts"]["late"] == 0
+    assert proof_starts(rig) == [T0, T0 + 10 * S]
+    assert [payload_of(e)["evidence"]["samples"] for e in rig.outbox("hm.proofs.v1")] == [10, 10]
+    rig.engine.close_due(rig.state, now + 4 * S, signer)  # not silent for the grace (5 s) yet
+    assert len(proof_starts(rig)) == 2
+    rig.engine.close_due(rig.state, now + 5 * S, signer)  # silent since: the third window closes
+    assert proof_starts(rig) == [T0, T0 + 10 * S]  # ... withheld, 5 of 10 samples
+    assert [r["reason"] for r in rig.outbox("hm.rejected.v1")] == ["insufficient_evidence"]
+
+
+def test_a_topic_that_stops_is_not_waited_for_past_the_grace(signer):
+    """eBPF stops mid-window while usage goes on: the window waits for eBPF only until it has been
+    silent for the grace, then closes on usage alone, and the windows behind it follow."""
+    rig = Rig()
+    rig.send("hm.inventory.v1", rig.host.inventory(T0))
+    for i in range(30):
+        t = T0 + i * S
+        rig.send("hm.usage.v1", rig.host.usage(t, elapsed_s=1.0))
+        if i < 5:
+            rig.send("hm.ebpf.v1", rig.host.ebpf_sched(t, procfs_busy_s=0.5, elapsed_s=1.0))
+        rig.engine.close_due(rig.state, t, signer)
+        if i == 12:  # end + 2 s: eBPF's watermark (4 s) holds the first window open
+            assert proof_starts(rig) == []
+    # the first window's end + grace (15 s) passed while eBPF was silent: it closed, then the second
+    assert proof_starts(rig) == [T0, T0 + 10 * S]
