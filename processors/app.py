@@ -15,7 +15,8 @@ Delivery, at least once (faust's ``exactly_once`` is not used):
   dedupe state. One changelog write per host per checkpoint, not per record.
 * Output: a closing window's outputs go to the host's outbox in the table first, with the
   end offsets of the partitions they go to; the changelog is flushed, then the outputs are
-  sent and awaited, then the outbox is cleared. A retry after a crash or a failed send first
+  sent and awaited, then the outbox is cleared (in the table at the next checkpoint: one
+  changelog write per close, not two). A retry after a crash or a failed send first
   drops what those partitions already hold past the marks (processors/delivered.py), so no
   output (no proof_id) is written twice.
 * Rejections are sent as they happen, before their record is acked.
@@ -181,9 +182,11 @@ class Processor:
         return state
 
     def put(self, state: dict[str, Any]) -> None:
-        """Write a host's state to the table (and so to its changelog)."""
+        """Write a host's state to the table (and so to its changelog). The records it took in so far
+        are in what is written, so the next checkpoint need not write it again (it acks them)."""
         host_id = state["host_id"]
         self.states[host_id] = state
+        self.dirty.pop(host_id, None)
         self.table[host_id.encode()] = orjson.dumps(state)
 
     # --- input ------------------------------------------------------------------
@@ -469,5 +472,7 @@ class Processor:
             del state["outbox"][:n]
             if not state["outbox"]:
                 state.pop("outbox_mark", None)
-            self.put(state)
+            # written at the next checkpoint, not now: a crash before that leaves the sent outbox
+            # and its mark in the changelog, and the retry finds those outputs already delivered
+            self.dirty[state["host_id"]] = state
         self.stats["emitted"] += len(futures)
