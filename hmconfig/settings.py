@@ -237,7 +237,7 @@ class Settings(BaseSettings):
     unknown_host_grace_s: float = Field(
         default=10.0, ge=0, description="How long a record from a host with no pinned key waits for its inventory before key_mismatch.")
     processor_checkpoint_s: float = Field(
-        default=2.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
+        default=5.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
         "the records behind it (longer: fewer writes, more replay after a crash).")
     processor_verify_threads: int | None = Field(
         default=None, ge=0, le=64, description="Threads that check a fetched batch's Ed25519 signatures (as batches, "

@@ -87,7 +87,7 @@ class Processor:
     """Builds the faust app around an Engine. ``stats`` counts what happened (for logs and bench)."""
 
     def __init__(self, settings: Any, cfg: ProcessorConfig, signer: Signer, *, topic_partitions: dict[str, int],
-                 worker_name: str = "0", checkpoint_s: float = 2.0, checkpoint_max: int = 20_000):
+                 worker_name: str = "0", checkpoint_s: float = 5.0, checkpoint_max: int = 200_000):
         self.settings, self.cfg, self.signer = settings, cfg, signer
         self.engine = Engine(cfg)
         self.topic_partitions = topic_partitions
@@ -204,6 +204,7 @@ class Processor:
             verified = await checking
             for msg, dec in zip(chunk, decoded):
                 if await self._handle(msg, first=True, decoded=dec, verified=verified):
+                    msg.value = None  # settled: only its offset is needed now, for the ack
                     # self.unacked, not a local alias: a checkpoint run by the timer while _handle
                     # awaited (a rejection's send) replaces the list, and a record appended to the
                     # old one would never be acked, holding the partition's commits back for good
