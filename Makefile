@@ -10,7 +10,7 @@ PYTEST  := $(VENV)/bin/pytest
 .DEFAULT_GOAL := run
 
 # native/hm_ed25519 (the processors' batch signature check) is Rust, built by maturin with cargo
-$(VENV)/.installed: pyproject.toml native/hm_ed25519/Cargo.toml native/hm_ed25519/Cargo.lock native/hm_ed25519/src/lib.rs
+$(VENV)/.installed: pyproject.toml $(wildcard native/hm_ed25519/*.toml native/hm_ed25519/*.pyi native/hm_ed25519/Cargo.lock native/hm_ed25519/src/*.rs)
 	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null \
 	  || { echo "setup: building native/hm_ed25519 needs Rust's cargo (https://rustup.rs)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
