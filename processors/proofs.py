@@ -30,7 +30,7 @@ from schemas.dsse import make_envelope
 
 from .aggregation import coverage, merge_hist, percentile_log2
 from .config import ProcessorConfig
-from .validation import counters_of, dig, numbers
+from .validation import dig, numbers
 
 PROOF_SCHEMA = "hm.proof.v1"
 ZERO_DIGEST = "00" * 32

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import hm_ed25519
