@@ -53,6 +53,7 @@ log = logging.getLogger("processors")
 #   after_output_send  the worker SIGKILLs itself once a tick's outputs are acknowledged and
 #                      before their outboxes are cleared: where a crash would duplicate them
 REPORT_S = 30.0  # progress line period
+CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
 VERIFY_CHUNK = 250  # records per signature batch: ~19 us per check at 250, ~17 at 2,000, 40 alone
 FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
@@ -87,12 +88,12 @@ class Processor:
     """Builds the faust app around an Engine. ``stats`` counts what happened (for logs and bench)."""
 
     def __init__(self, settings: Any, cfg: ProcessorConfig, signer: Signer, *, topic_partitions: dict[str, int],
-                 worker_name: str = "0", checkpoint_s: float = 5.0, checkpoint_max: int = 200_000):
+                 worker_name: str = "0"):
         self.settings, self.cfg, self.signer = settings, cfg, signer
         self.engine = Engine(cfg)
         self.topic_partitions = topic_partitions
         partitions = self.partitions = topic_partitions["hm.usage.v1"]
-        self.checkpoint_s, self.checkpoint_max = checkpoint_s, checkpoint_max
+        self.checkpoint_s = settings.processor_checkpoint_s
         self.last_checkpoint = time.monotonic()
         self.dirty: dict[str, dict[str, Any]] = {}
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
@@ -209,7 +210,7 @@ class Processor:
                     # awaited (a rejection's send) replaces the list, and a record appended to the
                     # old one would never be acked, holding the partition's commits back for good
                     self.unacked.append(msg)
-        if len(self.unacked) >= self.checkpoint_max or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+        if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
 
     async def _checkpoint(self) -> None:

@@ -53,8 +53,7 @@ def process(ctx: Context, worker_name: str, **overrides: object) -> None:
     partitions = asyncio.run(topic_partitions())
     from processors.app import Processor
 
-    proc = Processor(settings, cfg, signer, topic_partitions=partitions, worker_name=worker_name,
-                     checkpoint_s=settings.processor_checkpoint_s)
+    proc = Processor(settings, cfg, signer, topic_partitions=partitions, worker_name=worker_name)
     from processors.shutdown import bound_shutdown
 
     bound_shutdown(proc, settings.shutdown_timeout_s)

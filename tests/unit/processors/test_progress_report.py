@@ -10,9 +10,9 @@ from processors.engine import Signer
 
 
 def test_progress_line_counts_what_happened_since_the_last(tmp_path, caplog):
-    settings = load_settings(state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1")
+    settings = load_settings(state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", processor_checkpoint_s=2.0)
     proc = Processor(settings, ProcessorConfig(), Signer("k", lambda data: {}),
-                     topic_partitions={"hm.usage.v1": 6}, checkpoint_s=2.0)
+                     topic_partitions={"hm.usage.v1": 6})
     start = proc.reported[0]
     proc.stats.update(accepted=900, rejected=100, emitted=40)
     proc.rejected_by_code.update(duplicate=70, clock_skew=30)
