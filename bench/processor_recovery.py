@@ -27,21 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deploy.localbroker import LocalBroker  # noqa: E402
-from hmconfig.kafka_clients import make_consumer  # noqa: E402
+from hmconfig.kafka_clients import read_topic  # noqa: E402
 from hmconfig.settings import load_settings  # noqa: E402
-
-
-async def read_all(settings, topic: str) -> list:
-    consumer = make_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    out: list = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=3000):
-            for msgs in batch.values():
-                out += msgs
-    finally:
-        await consumer.stop()
-    return out
 
 
 def main() -> None:
@@ -84,7 +71,7 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     delays: dict[float, list[float]] = {}
-    for msg in asyncio.run(read_all(settings, "hm.usage.agg.10s.v1")):
+    for msg in asyncio.run(read_topic(settings, "hm.usage.agg.10s.v1", idle_s=3.0)):
         agg = orjson.loads(msg.value)
         end = (agg["window"]["start_us"] / 1e6 + agg["window"]["length_s"]) - t0
         if end >= 0:

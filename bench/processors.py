@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import TopicPartition  # noqa: E402
 
-from hmconfig.kafka_clients import make_consumer  # noqa: E402
+from hmconfig.kafka_clients import make_consumer, read_topic  # noqa: E402
 from hmconfig.settings import load_settings  # noqa: E402
 from hmconfig.topic_admin import describe_topics, ensure_topics  # noqa: E402
 from processors import simulator  # noqa: E402
@@ -216,19 +216,6 @@ async def lean_probe(settings, start: dict[TopicPartition, int], end: dict[Topic
         await c.stop()
 
 
-async def read(settings, topic: str, idle_s: float = 2.0) -> list:
-    c = make_consumer(settings, topic, group_id=None)
-    await c.start()
-    out = []
-    try:
-        while batch := await c.getmany(timeout_ms=int(idle_s * 1000)):
-            for msgs in batch.values():
-                out.extend(msgs)
-        return out
-    finally:
-        await c.stop()
-
-
 async def latency(settings, args, tmp: Path) -> dict[str, float]:
     group = f"hm-bench-lat-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "HMTEL_STATE_DIR": str(tmp / group), "HMTEL_PROCESSOR_APP_ID": group,
@@ -248,12 +235,12 @@ async def latency(settings, args, tmp: Path) -> dict[str, float]:
         worker.wait(30)
     sample_ts: dict[tuple[str, int], list[int]] = {}
     length = 10_000_000
-    for m in await read(settings, "hm.usage.v1"):
+    for m in await read_topic(settings, "hm.usage.v1"):
         if m.key and m.key.decode(errors="replace") in hosts:
             rec = orjson.loads(m.value)
             sample_ts.setdefault((rec["host_id"], rec["ts"] - rec["ts"] % length), []).append(rec["ts"])
     lat, close = [], []
-    for m in await read(settings, "hm.usage.agg.10s.v1"):
+    for m in await read_topic(settings, "hm.usage.agg.10s.v1"):
         agg = orjson.loads(m.value)
         if agg["host_id"] not in hosts:
             continue

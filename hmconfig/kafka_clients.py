@@ -132,6 +132,21 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None, **over
     return AIOKafkaConsumer(*topics, **cfg)
 
 
+async def read_topic(settings: Settings, topic: str, idle_s: float = 2.0) -> list[Any]:
+    """Every record of ``topic`` from the start, read until nothing comes for ``idle_s`` (tests,
+    benches, one-off checks; not for a live consumer)."""
+    consumer = make_consumer(settings, topic, group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
+            for msgs in batch.values():
+                out.extend(msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
 def make_admin(settings: Settings, **overrides: Any) -> AIOKafkaAdminClient:
     cfg: dict[str, Any] = {
         **security_config(settings),

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hmconfig.kafka_clients import make_consumer
+from hmconfig.kafka_clients import read_topic
 from hmconfig.topic_admin import ensure_topics
 from schemas.keys import SigningKey
 
@@ -49,21 +49,11 @@ def component_env(settings, state_dir: Path, **extra: str) -> dict[str, str]:
 
 async def read_proofs(settings, hosts: set[str], key_id: str, idle_s: float = 2.0) -> dict[str, list[bytes]]:
     """This run's proofs: its hosts, signed (by key id; the tests verify) by its processor."""
-    consumer = make_consumer(settings, "hm.proofs.v1", group_id=None)
-    await consumer.start()
     out: dict[str, list[bytes]] = defaultdict(list)
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return out
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key and m.key.decode() in hosts and \
-                            orjson.loads(m.value)["signatures"][0]["keyid"] == key_id:
-                        out[m.key.decode()].append(m.value)
-    finally:
-        await consumer.stop()
+    for m in await read_topic(settings, "hm.proofs.v1", idle_s):
+        if m.key and m.key.decode() in hosts and orjson.loads(m.value)["signatures"][0]["keyid"] == key_id:
+            out[m.key.decode()].append(m.value)
+    return out
 
 
 @pytest.fixture(scope="package")

@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from hmconfig.kafka_clients import make_consumer
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,21 +24,6 @@ async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: f
         assert proc.poll() is None, f"processor exited {proc.returncode}:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"processor not ready after {timeout_s}s:\n{log.read_text()[-3000:]}"
         await asyncio.sleep(0.2)
-
-
-async def read_topic(settings, topic: str, idle_s: float = 2.0) -> list:
-    consumer = make_consumer(settings, topic, group_id=None)
-    await consumer.start()
-    out = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return out
-            for msgs in batch.values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

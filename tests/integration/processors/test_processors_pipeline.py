@@ -30,11 +30,12 @@ import orjson
 import pytest
 from nacl.signing import VerifyKey
 
+from hmconfig.kafka_clients import read_topic
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
 from schemas.keys import SigningKey
 
-from processors_harness import ROOT, worker_env, pae, read_topic, wait_ready
+from processors_harness import ROOT, worker_env, pae, wait_ready
 PROOF_S, AGG_LONG_S = 10, 10
 RUN_S = 50
 CRASH_AT_S = 24

@@ -20,11 +20,12 @@ from collections import defaultdict
 import orjson
 from nacl.signing import VerifyKey
 
+from hmconfig.kafka_clients import read_topic
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
 from schemas.keys import SigningKey
 
-from processors_harness import ROOT, worker_env, pae, read_topic, wait_ready
+from processors_harness import ROOT, worker_env, pae, wait_ready
 
 
 def start_worker(settings, state_dir, app_id, name, log):
