@@ -99,6 +99,16 @@ def cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
+def broker_process(bootstrap: str) -> psutil.Process | None:
+    """The local broker listening on the bootstrap port, if it runs on this machine: its CPU
+    shares the cores with the workers, so it bounds what they can reach."""
+    port = int(bootstrap.split(",")[0].rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    return None
+
+
 async def throughput(settings, args, tmp: Path) -> dict[str, float]:
     group = f"hm-bench-{uuid.uuid4().hex[:8]}"
     start = await end_offsets(settings, INPUTS)
@@ -122,6 +132,8 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                               "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss0 = sum(p.memory_info().rss for p in procs)
         cpu0 = sum(cpu_s(p) for p in procs)
+        broker = broker_process(settings.bootstrap)
+        broker0 = cpu_s(broker) if broker else 0.0
         t_ready = time.monotonic()
         lag_trace = []
         while True:
@@ -135,6 +147,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             await asyncio.sleep(0.5)
         drain_s = time.monotonic() - t_ready
         cpu = sum(cpu_s(p) for p in procs) - cpu0
+        broker_cpu = cpu_s(broker) - broker0 if broker else None
         rss1 = sum(p.memory_info().rss for p in procs)
     finally:
         for w in workers:
@@ -146,7 +159,8 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                 w.kill()
     lean = await lean_probe(settings, start, end) if args.lean_probe else None
     return {"lean": lean, "records": backlog, "usage": stats.usage, "produce_s": produce_s, "drain_s": drain_s,
-            "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
+            "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6,
+            "broker_cpu_us": None if broker_cpu is None else broker_cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
             "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
             "sim_rate": stats.sent / produce_s}
 
@@ -278,6 +292,8 @@ async def main() -> None:
             ("simulator send rate (signing incl.)", f"{t['sim_rate']:,.0f} records/s"),
             (f"drain rate, {args.workers} worker(s)", f"{t['rate']:,.0f} records/s  ({t['drain_s']:.1f} s)"),
             ("worker CPU per record", f"{t['cpu_us']:.0f} us"),
+            ("broker CPU per record (same cores)",
+             "not local" if t["broker_cpu_us"] is None else f"{t['broker_cpu_us']:.0f} us"),
             ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
             ("RSS per 1,000 hosts", f"{t['rss_per_1k_mb']:.1f} MB"),
         ]
