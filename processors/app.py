@@ -105,7 +105,12 @@ class Processor:
         self.parked: dict[str, list[Any]] = {}
         self._partition_cache: dict[str, int] = {}
         self.ready = False
-        self.due: dict[str, int] = {}  # host -> earliest end of an open window (the timer's work list)
+        # The timer's work list: host -> when to look at it next (close_due). A window that has ended
+        # may still wait for its topics' watermarks (a backlog) or their silence: its host is looked
+        # at again when a record passes that end (open_end) or when silence could close it, not at
+        # every tick (with 20,000 hosts in a backlog that was 660,000 idle looks in a minute).
+        self.due: dict[str, int] = {}
+        self.open_end: dict[str, int] = {}  # host -> end of its earliest open window, as last seen
         self.rescan = True
         self.failed_sends = 0  # consecutive ticks whose outputs could not be sent
         self.rejected_by_code: dict[str, int] = {}
@@ -171,6 +176,7 @@ class Processor:
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
         self.states.clear()
         self.due.clear()
+        self.open_end.clear()
         self.rescan = True
 
     def get(self, host_id: str) -> dict[str, Any] | None:
@@ -297,9 +303,8 @@ class Processor:
                 self.parked.setdefault(host_id, []).append(msg)
                 return False
             self.states[host_id] = self.dirty[host_id] = state
-            due = self.engine.record_due_us(record["ts"]) if schema != "hm.inventory.v1" else None
-            if due is not None and due < self.due.get(host_id, due + 1):
-                self.due[host_id] = due
+            if schema != "hm.inventory.v1":
+                self._look_after(host_id, record["ts"], now_us)
             self.stats["accepted"] += 1
             if schema == "hm.inventory.v1" and host_id in self.parked:
                 await self._replay(host_id)
@@ -311,6 +316,33 @@ class Processor:
             log.exception("processor error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             await self._reject("malformed", "processor_error", f"{type(err).__name__}: {err}", record, msg, now_us)
         return True
+
+    def _look_after(self, host_id: str, ts: int, now_us: int) -> None:
+        """When the timer should look at a host that just took a record with this ts: at once if the
+        record passed the end of its earliest open window (a watermark moved past it), else when the
+        record's own windows end, or, if they ended already (a backlog), when silence could close them:
+        its topic was seen just now. Windows opened before are in the host's due time already."""
+        own_end = self.engine.record_due_us(ts)
+        first_end = self.open_end.get(host_id)
+        if first_end is not None and ts >= first_end:
+            look = now_us
+        else:
+            look = own_end if own_end > now_us else now_us + self.engine.min_grace_us
+        if first_end is None or own_end < first_end:
+            self.open_end[host_id] = own_end
+        if look < self.due.get(host_id, look + 1):
+            self.due[host_id] = look
+
+    def _look_again(self, host_id: str, state: dict[str, Any], now_us: int) -> None:
+        """After the timer looked at a host: next when a window could close without a new record
+        (Engine.next_look_us); a record passing an open window's end makes it sooner (_look_after)."""
+        first_end = self.engine.next_due_us(state)
+        if first_end is None:
+            self.due.pop(host_id, None)
+            self.open_end.pop(host_id, None)
+        else:
+            self.open_end[host_id] = first_end
+            self.due[host_id] = self.engine.next_look_us(state, now_us) or first_end
 
     def _may_wait(self, host_id: str) -> bool:
         """An unknown host's records may wait for its inventory (the topics are consumed
@@ -385,9 +417,11 @@ class Processor:
                 host_id = key.decode()
                 state = self.get(host_id) if self._owned(host_id, assigned) else None
                 if state is not None:
-                    due = 0 if state["outbox"] else self.engine.next_due_us(state)
-                    if due is not None:
-                        self.due[host_id] = due
+                    first_end = self.engine.next_due_us(state)
+                    if first_end is not None:
+                        self.open_end[host_id] = first_end
+                    if state["outbox"] or first_end is not None:
+                        self.due[host_id] = 0  # looked at now: a window may be due, an outbox unsent
         now_us = int(time.time() * 1e6)
         sending: list[tuple[str, dict[str, Any]]] = []
         for host_id in [h for h, due in self.due.items() if due <= now_us]:
@@ -399,11 +433,7 @@ class Processor:
             self.engine.close_due(state, now_us, self.signer)
             if state["outbox"]:
                 sending.append((host_id, state))
-            nxt = self.engine.next_due_us(state)
-            if nxt is None:
-                self.due.pop(host_id, None)
-            else:
-                self.due[host_id] = nxt
+            self._look_again(host_id, state, now_us)
         if sending:
             states = [state for _host, state in sending]
             try:

@@ -88,6 +88,7 @@ class Engine:
         self.cfg = cfg
         self.proof_len_us = int(cfg.proof_window_s * 1e6)
         self.agg_len_us = {n: int(s * 1e6) for n, s in cfg.agg_windows_s.items()}
+        self.min_grace_us = int(min(cfg.agg_grace_s, cfg.proof_grace_s) * 1e6)
 
     # --- input ----------------------------------------------------------------
     def ingest(self, state: dict[str, Any], record: dict[str, Any], schema: str, value: bytes,
@@ -178,17 +179,35 @@ class Engine:
         return live or overdue
 
     def record_due_us(self, ts: int) -> int:
-        """The earliest end among the windows a record with this ``ts`` falls in. min(the host's previous
-        next_due_us, this) never exceeds its new next_due_us, so the timer may look at the host early (and
-        close nothing) but never late; cheaper than next_due_us's scan of every open window per record."""
+        """The earliest end among the windows a record with this ``ts`` falls in (cheaper per record than
+        next_due_us's scan of every open window)."""
         ends = [aggregation.window_start(ts, n) + n for n in self.agg_len_us.values()]
         return min(ends + [aggregation.window_start(ts, self.proof_len_us) + self.proof_len_us])
 
-    def next_due_us(self, state: dict[str, Any]) -> int | None:
-        """Earliest end of an open window (the timer skips hosts with nothing near due)."""
+    def next_look_us(self, state: dict[str, Any], now_us: int) -> int | None:
+        """When closing could next succeed without a new record: an open window's end, or, for one that
+        ended and waits for its topics' watermarks (a backlog), the earliest time silence could close
+        it (_due's rule, with the smaller grace: early, never late). A record moving a watermark past
+        an end makes it sooner; the app looks then (processors.app.Processor._look_after)."""
+        looks = []
+        for end in self._open_ends(state):
+            if end > now_us:
+                looks.append(end)
+                continue
+            behind_seen = [state.get("seen", {}).get(schema, 0) for schema, wm in state["wm"].items()
+                           if end - self.proof_len_us <= wm < end]
+            looks.append(max([end] + behind_seen) + self.min_grace_us)
+        return min(looks) if looks else None
+
+    def _open_ends(self, state: dict[str, Any]) -> list[int]:
         ends = [int(s) + self.proof_len_us for s in state["windows"]["proof"]]
         for name, length in self.agg_len_us.items():
             ends += [int(s) + length for s in state["windows"][name]]
+        return ends
+
+    def next_due_us(self, state: dict[str, Any]) -> int | None:
+        """Earliest end of an open window."""
+        ends = self._open_ends(state)
         return min(ends) if ends else None
 
     def close_due(self, state: dict[str, Any], now_us: int, signer: Signer) -> int:
