@@ -54,6 +54,10 @@ log = logging.getLogger("processors")
 #                      before their outboxes are cleared: where a crash would duplicate them
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
+# Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
+# checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
+# records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
+PRODUCER_BATCH_BYTES = 256 * 1024
 VERIFY_CHUNK = 250  # records per signature batch: ~19 us per check at 250, ~17 at 2,000, 40 alone
 FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
@@ -131,6 +135,7 @@ class Processor:
             consumer_auto_offset_reset=settings.processor_offset_reset,
             producer_acks=-1,
             producer_linger=0.02,  # batch the changelog and output records (the default 0 sends each alone)
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
             producer_compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
