@@ -237,8 +237,8 @@ class Settings(BaseSettings):
     unknown_host_grace_s: float = Field(
         default=10.0, ge=0, description="How long a record from a host with no pinned key waits for its inventory before key_mismatch.")
     processor_checkpoint_s: float = Field(
-        default=5.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
-        "the records behind it (longer: fewer writes, more replay after a crash).")
+        default=10.0, gt=0, description="How often the processor writes changed host state to its changelog and acks "
+        "the records behind it (longer: fewer writes, more replay after a crash; Kafka Streams commits every 30 s).")
     processor_verify_threads: int | None = Field(
         default=None, ge=0, le=64, description="Threads that check a fetched batch's Ed25519 signatures (as batches, "
         "with the GIL released) while the worker's own thread decodes it; unset: one fewer than the CPUs, 0: none "
