@@ -21,6 +21,10 @@ environment variable HMTEL_TESTING_MODE or pytest's ``--hmtel-mode`` forces one.
 As a pytest plugin (registered through the ``pytest11`` entry point, so installing the
 distribution is enough) it provides the session fixtures ``hmtel_pipeline``,
 ``hmtel_bootstrap``, ``hmtel_topics``, ``hmtel_processor_public_key`` and ``hmtel_proof``.
+
+``hmtel_testing.chains.check_proof_chains`` checks the proof chains read back from
+``hm.proofs.v1``: no proof written with two payloads, seqs contiguous from 0, each
+``prev_proof_hash`` the hash of the payload before.
 """
 from hmtel_testing.pipeline import Pipeline, PipelineError, VerifiedProof
 

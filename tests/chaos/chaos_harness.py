@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
 import signal
 import subprocess
@@ -182,32 +181,6 @@ def proofs_by_host(settings: Settings, key_id: str, public_raw: bytes) -> dict[s
         payload = orjson.loads(data)
         out[payload["host_id"]][payload["proof_id"]].append(data)
     return out
-
-
-def check_proof_chains(proofs: dict[str, dict[str, list[bytes]]]) -> tuple[int, int, list[str]]:
-    """(distinct proofs, duplicated copies, problems): copies must be byte-identical and each
-    host's chain contiguous from 0 with prev_proof_hash linking each payload to the last."""
-    problems: list[str] = []
-    distinct = dup = 0
-    for host, by_id in proofs.items():
-        chain = []
-        for pid, copies in by_id.items():
-            if len(set(copies)) > 1:
-                problems.append(f"{host}: proof_id {pid[:12]} has {len(set(copies))} different payloads")
-            dup += len(copies) - 1
-            chain.append(orjson.loads(copies[0]))
-        chain.sort(key=lambda p: p["seq"])
-        distinct += len(chain)
-        if [p["seq"] for p in chain] != list(range(len(chain))):
-            problems.append(f"{host}: proof seqs {[p['seq'] for p in chain][:12]} not contiguous from 0")
-            continue
-        prev = None
-        for p in chain:
-            if p["prev_proof_hash"] != prev:
-                problems.append(f"{host}: proof {p['seq']} prev_proof_hash does not link")
-                break
-            prev = hashlib.sha256(by_id[p["proof_id"]][0]).hexdigest()
-    return distinct, dup, problems
 
 
 def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.5) -> None:

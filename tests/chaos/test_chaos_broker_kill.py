@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import time
 
-from chaos_harness import (Procs, Tally, check_collector_delivery, check_proof_chains, host_records,
+from hmtel_testing.chains import check_proof_chains
+from chaos_harness import (Procs, Tally, check_collector_delivery, host_records,
                            left_in_spool, proofs_by_host, spool_state, wait_for)
 from schemas.keys import SigningKey
 

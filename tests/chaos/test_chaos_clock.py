@@ -12,7 +12,8 @@ import time
 
 import orjson
 
-from chaos_harness import Procs, Tally, check_proof_chains, proofs_by_host, read_topic, wait_for
+from hmtel_testing.chains import check_proof_chains
+from chaos_harness import Procs, Tally, proofs_by_host, read_topic, wait_for
 from hmconfig.kafka_clients import make_producer, start_with_retry
 from processors.simulator import SimHost
 from schemas.keys import SigningKey

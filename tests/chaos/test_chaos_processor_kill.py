@@ -13,7 +13,8 @@ import re
 import signal
 import time
 
-from chaos_harness import Procs, Tally, check_proof_chains, proofs_by_host, wait_for
+from hmtel_testing.chains import check_proof_chains
+from chaos_harness import Procs, Tally, proofs_by_host, wait_for
 from schemas.keys import SigningKey
 
 HOSTS = 50
