@@ -164,13 +164,13 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
     # The commits come at checkpoints (processor_checkpoint_s), so "drained" includes the wait for the
     # last one. The processing rate excludes it: the records committed by the last checkpoint before
     # the end, over the time to the first poll that saw them.
-    steps = [(t, backlog - lag) for t, lag in lag_trace if 0 < backlog - lag < backlog]
-    first_seen = {}
-    for t, done in steps:
-        first_seen.setdefault(done, t)
+    first_seen: dict[int, float] = {}
+    for t, lag in lag_trace:
+        if 0 < lag < backlog:
+            first_seen.setdefault(backlog - lag, t)
     proc_rate = max(first_seen) / first_seen[max(first_seen)] if first_seen else None
-    return {"lean": lean, "records": backlog, "proc_rate": proc_rate, "usage": stats.usage, "produce_s": produce_s, "drain_s": drain_s,
-            "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6,
+    return {"lean": lean, "records": backlog, "proc_rate": proc_rate, "usage": stats.usage, "produce_s": produce_s,
+            "drain_s": drain_s, "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6,
             "broker_cpu_us": None if broker_cpu is None else broker_cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
             "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
             "sim_rate": stats.sent / produce_s}

@@ -341,13 +341,12 @@ class Processor:
     def _look_again(self, host_id: str, state: dict[str, Any], now_us: int) -> None:
         """After the timer looked at a host: next when a window could close without a new record
         (Engine.next_look_us); a record passing an open window's end makes it sooner (_look_after)."""
-        first_end = self.engine.next_due_us(state)
-        if first_end is None:
+        looks = self.engine.next_look_us(state, now_us)
+        if looks is None:
             self.due.pop(host_id, None)
             self.open_end.pop(host_id, None)
         else:
-            self.open_end[host_id] = first_end
-            self.due[host_id] = self.engine.next_look_us(state, now_us) or first_end
+            self.open_end[host_id], self.due[host_id] = looks
 
     def _may_wait(self, host_id: str) -> bool:
         """An unknown host's records may wait for its inventory (the topics are consumed

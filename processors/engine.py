@@ -168,15 +168,17 @@ class Engine:
         grace_us = grace_s * 1e6
         overdue = now_us >= end_us + grace_us
         seen = state.get("seen", {})
-        live = False
-        for schema, wm in state["wm"].items():
-            if wm < end_us - self.proof_len_us:
-                continue  # that topic stopped before this window: not waited for
-            live = True
+        waited_for = self._waited_for(state, end_us)
+        for schema, wm in waited_for:
             if wm >= end_us or (overdue and now_us - seen.get(schema, 0) >= grace_us):
                 continue  # past the end, or gone silent
             return False
-        return live or overdue
+        return bool(waited_for) or overdue
+
+    def _waited_for(self, state: dict[str, Any], end_us: int) -> list[tuple[str, int]]:
+        """(schema, watermark) of each topic a window ending at ``end_us`` waits for: those the host
+        sent on during it (a topic that stopped before the window is not waited for)."""
+        return [(schema, wm) for schema, wm in state["wm"].items() if wm >= end_us - self.proof_len_us]
 
     def record_due_us(self, ts: int) -> int:
         """The earliest end among the windows a record with this ``ts`` falls in (cheaper per record than
@@ -184,20 +186,24 @@ class Engine:
         ends = [aggregation.window_start(ts, n) + n for n in self.agg_len_us.values()]
         return min(ends + [aggregation.window_start(ts, self.proof_len_us) + self.proof_len_us])
 
-    def next_look_us(self, state: dict[str, Any], now_us: int) -> int | None:
-        """When closing could next succeed without a new record: an open window's end, or, for one that
-        ended and waits for its topics' watermarks (a backlog), the earliest time silence could close
-        it (_due's rule, with the smaller grace: early, never late). A record moving a watermark past
-        an end makes it sooner; the app looks then (processors.app.Processor._look_after)."""
+    def next_look_us(self, state: dict[str, Any], now_us: int) -> tuple[int, int] | None:
+        """(the earliest end of an open window, when closing could next succeed without a new record),
+        or None with no window open. The latter is an open window's end, or, for one that ended and
+        waits for its topics' watermarks (a backlog), the earliest time silence could close it (_due's
+        rule with the smaller grace: early, never late). A record moving a watermark past an end makes
+        it sooner; the app looks then (processors.app.Processor._look_after)."""
+        ends = self._open_ends(state)
+        if not ends:
+            return None
+        seen = state.get("seen", {})
         looks = []
-        for end in self._open_ends(state):
+        for end in ends:
             if end > now_us:
                 looks.append(end)
                 continue
-            behind_seen = [state.get("seen", {}).get(schema, 0) for schema, wm in state["wm"].items()
-                           if end - self.proof_len_us <= wm < end]
-            looks.append(max([end] + behind_seen) + self.min_grace_us)
-        return min(looks) if looks else None
+            behind = [seen.get(schema, 0) for schema, wm in self._waited_for(state, end) if wm < end]
+            looks.append(max([end] + behind) + self.min_grace_us)
+        return min(ends), min(looks)
 
     def _open_ends(self, state: dict[str, Any]) -> list[int]:
         ends = [int(s) + self.proof_len_us for s in state["windows"]["proof"]]
