@@ -1,27 +1,34 @@
-"""A worker that stops promptly on SIGTERM without losing anything.
+"""A worker that stops promptly on SIGTERM or SIGINT without losing anything.
 
 On stop, faust waits until every event taken from Kafka is acked
 (``App._stop_consumer`` -> ``consumer.wait_empty()``). The processors ack only at a
 checkpoint, once the state an event changed is in the changelog (processors/app.py),
-and checkpoints come from the stream loop and the close-windows timer. After
-SIGTERM no new event reaches the stream loop and faust's timers exit as soon as
-the app should stop, so the wait never ended: a worker stopped under traffic hung
-for more than 10 minutes, and `hmtel up` had to SIGKILL it.
+and checkpoints come from the stream loop and the close-windows timer. After a stop
+signal no new event reaches the stream loop and faust's timers exit as soon as the app
+should stop, so the wait never ended: a worker stopped under traffic hung for more than
+10 minutes, and `hmtel up` had to SIGKILL it.
 
-So when (and only when) the app is stopping, checkpoint first, then give faust's
-wait a bound. Anything still unacked after that is re-read by the next owner of
-the partition, which at-least-once delivery and the input dedupe allow.
+So when (and only when) the app is stopping, checkpoint first. faust has stopped its
+fetcher by then, so what is still unacked after the checkpoint can no longer be acked:
+records parked for an inventory that has not come, and the rest of a fetched batch the
+stop interrupted. Those are dropped from faust's wait (not acked, so their offsets are
+not committed) and the next owner of the partition re-reads them, which at-least-once
+delivery and the input dedupe allow.
+
+Why not ``asyncio.wait_for(wait_empty(), timeout)``, as this module first did: faust's
+wait swallows the cancellation (``Consumer._wait_for_ack`` catches CancelledError) and
+loops on, so wait_for never returned. A worker stopped on a backlog, with records parked,
+hung on SIGTERM and on Ctrl-C.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def bound_shutdown(processor: Any, timeout_s: float) -> None:
+def checkpoint_on_stop(processor: Any) -> None:
     app = processor.app
     wait_empty = app._consumer_wait_empty  # faust-streaming 0.11+: also used on rebalance
 
@@ -30,9 +37,12 @@ def bound_shutdown(processor: Any, timeout_s: float) -> None:
             await wait_empty(consumer, logger)
             return
         await processor._checkpoint()
-        try:
-            await asyncio.wait_for(wait_empty(consumer, logger), timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("stopping: events still unacked after %.0fs; the next worker re-reads them", timeout_s)
+        # faust-streaming < 0.16 (pinned): the set of taken, unacked events its wait loops on
+        left = consumer._unacked_messages
+        if left:
+            log.warning("stopping: %d events taken but not processed (parked for an inventory, or the rest of a "
+                        "batch); not acked, so the next worker re-reads them", len(left))
+            left.clear()
+        await wait_empty(consumer, logger)  # nothing to wait for now: commits the acked offsets
 
     app._consumer_wait_empty = checkpoint_then_wait

@@ -54,9 +54,9 @@ def process(ctx: Context, worker_name: str, **overrides: object) -> None:
     from processors.app import Processor
 
     proc = Processor(settings, cfg, signer, topic_partitions=partitions, worker_name=worker_name)
-    from processors.shutdown import bound_shutdown
+    from processors.shutdown import checkpoint_on_stop
 
-    bound_shutdown(proc, settings.shutdown_timeout_s)
+    checkpoint_on_stop(proc)
     click.echo(f"hmtel process: worker {worker_name} of {settings.processor_app_id} on {settings.bootstrap}; "
                f"proof window {cfg.proof_window_s:g} s, processor key {key.key_id[:16]}...", err=True)
     run_worker(proc, settings.log_level)
@@ -84,4 +84,6 @@ def run_worker(proc: object, log_level: str) -> None:
     tune_gc()
     worker = faust.Worker(proc.app, loglevel=faust_level, quiet=True, redirect_stdouts=False,  # type: ignore[attr-defined]
                           stdout=sys.stderr)
+    if not sys.stderr.isatty():
+        worker.spinner = None  # faust's startup spinner writes cursor codes even into a log file
     worker.execute_from_commandline()

@@ -1,8 +1,10 @@
-"""SIGTERM stops a worker that is busy with traffic, with exit code 0, within its shutdown budget.
+"""SIGTERM and Ctrl-C stop a worker promptly, with exit code 0, and commit nothing it did not process.
 
 Before processors/shutdown.py the worker waited forever for faust's consumer to drain
 (acks come only at checkpoints, and the timer that makes them stops first): `hmtel up`
-had to SIGKILL it, and workers of earlier tests kept running into later ones.
+had to SIGKILL it, and workers of earlier tests kept running into later ones. Its first
+version bounded that wait with asyncio.wait_for, which faust's wait ignores (it swallows the
+cancellation): a worker with records parked for an inventory still hung on stop.
 """
 from __future__ import annotations
 
@@ -10,8 +12,12 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
+from aiokafka import TopicPartition
+
+from hmconfig.kafka_clients import make_consumer, make_producer
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
 
@@ -41,3 +47,51 @@ async def test_sigterm_under_traffic_exits_zero_within_the_shutdown_budget(kafka
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+async def test_ctrl_c_with_records_parked_exits_zero_and_commits_none_of_them(kafka_settings, tmp_path):
+    """Usage records of hosts whose inventory never comes wait (parked, unacked) for it; Ctrl-C must
+    still stop the worker at once, and their offsets must stay uncommitted for the next owner."""
+    await ensure_topics(kafka_settings)
+    log = tmp_path / "worker.log"
+    group = f"hm-stop-{uuid.uuid4().hex[:8]}"
+    env = worker_env(kafka_settings, tmp_path / "state", HMTEL_PROCESSOR_APP_ID=group,
+                     HMTEL_PROCESSOR_OFFSET_RESET="latest", HMTEL_UNKNOWN_HOST_GRACE_S="600")
+    worker = subprocess.Popen([sys.executable, "-m", "hmtel", "process"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+    try:
+        await wait_ready(worker, log, 1)
+        hosts = [simulator.SimHost(i, seed=uuid.uuid4().hex) for i in range(4)]
+        first: dict[TopicPartition, int] = {}
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            now = int(time.time() * 1e6)
+            for i in range(5):
+                for host in hosts:
+                    topic, key, value, headers = host.message("hm.usage.v1", host.usage(now - (5 - i) * 1_000_000))
+                    sent = await producer.send_and_wait(topic, value, key=key, headers=headers)
+                    first.setdefault(TopicPartition(topic, sent.partition), sent.offset)
+        finally:
+            await producer.stop()
+        await asyncio.sleep(5)  # fetched and parked: their hosts have no key pinned
+        started = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(worker.wait, 30)
+        text = log.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert time.monotonic() - started < 15, text[-3000:]
+        assert "not acked, so the next worker re-reads them" in text, text[-3000:]
+        assert "\x1b[" not in text, "terminal codes in the worker's log"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    reader = make_consumer(kafka_settings, group_id=group)
+    await reader.start()
+    try:
+        for tp, offset in first.items():
+            committed = await reader.committed(tp)
+            assert committed is None or committed <= offset, (tp, committed, offset)
+    finally:
+        await reader.stop()
