@@ -15,7 +15,9 @@ HMTEL_STATE_DIR=/tmp/x HMTEL_BROKER_PORT=49092 HMTEL_BROKER_CONTROLLER_PORT=4909
    stays flat. Offsets are committed at checkpoints (every processor_checkpoint_s), so the
    drain time ends with a wait for the last one; the processing rate leaves that out
    (records committed at the last checkpoint before the end / time to it). CPU/record = the
-   workers' CPU time (process + threads) / records.
+   workers' CPU time (process + threads) / records. Worker 0's event-loop thread and its other
+   threads (verify, faust's consumer) are also shown apart, as shares of one core: the GIL keeps
+   the processing on the loop thread, so that share says how close one worker is to its limit.
 2. Memory. Worker RSS when ready (0 hosts) and after the drain; the difference per 1,000 hosts.
 3. Latency. One worker, --latency-hosts hosts at 1 Hz in real time for --latency-s
    seconds: for each sample, the Kafka timestamp of its 10 s aggregate minus the
@@ -102,6 +104,10 @@ def cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
+def thread_cpu_s(proc: psutil.Process) -> dict[int, float]:
+    return {t.id: t.user_time + t.system_time for t in proc.threads()}
+
+
 def broker_process(bootstrap: str) -> psutil.Process | None:
     """The local broker listening on the bootstrap port, if it runs on this machine: its CPU
     shares the cores with the workers, so it bounds what they can reach."""
@@ -135,6 +141,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                               "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss0 = sum(p.memory_info().rss for p in procs)
         cpu0 = sum(cpu_s(p) for p in procs)
+        threads0 = thread_cpu_s(procs[0])
         broker = broker_process(settings.bootstrap)
         broker0 = cpu_s(broker) if broker else 0.0
         t_ready = time.monotonic()
@@ -150,6 +157,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             await asyncio.sleep(0.5)
         drain_s = time.monotonic() - t_ready
         cpu = sum(cpu_s(p) for p in procs) - cpu0
+        threads = {tid: t - threads0.get(tid, 0.0) for tid, t in thread_cpu_s(procs[0]).items()}
         broker_cpu = cpu_s(broker) - broker0 if broker else None
         rss1 = sum(p.memory_info().rss for p in procs)
     finally:
@@ -173,7 +181,10 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             "drain_s": drain_s, "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6,
             "broker_cpu_us": None if broker_cpu is None else broker_cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
             "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
-            "sim_rate": stats.sent / produce_s}
+            "sim_rate": stats.sent / produce_s,
+            # worker 0's own (event loop) thread, whose id is the pid, and its other threads, as busy shares
+            "main_busy": threads.get(workers[0].pid, 0.0) / drain_s,
+            "others_busy": sum(t for tid, t in threads.items() if tid != workers[0].pid) / drain_s}
 
 
 def engine_only(hosts: int = 200, samples: int = 30) -> float:
@@ -305,6 +316,8 @@ async def main() -> None:
             ("processing rate (to the last checkpoint before the end)",
              "n/a (one checkpoint)" if t["proc_rate"] is None else f"{t['proc_rate']:,.0f} records/s"),
             ("worker CPU per record", f"{t['cpu_us']:.0f} us"),
+            ("worker 0 busy over the drain: event-loop thread / others",
+             f"{t['main_busy']:.0%} / {t['others_busy']:.0%} of a core (the drain's last checkpoint wait included)"),
             ("broker CPU per record (same cores)",
              "not local" if t["broker_cpu_us"] is None else f"{t['broker_cpu_us']:.0f} us"),
             ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
