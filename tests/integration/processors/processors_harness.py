@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,12 @@ def worker_env(settings, state_dir: Path, **extra: str) -> dict[str, str]:
     env.update({"HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_STATE_DIR": str(state_dir),
                 "HMTEL_LOG_LEVEL": "WARNING", **extra})
     return env
+
+
+def start_process_worker(env: dict[str, str], log: Path, name: str = "0") -> subprocess.Popen:
+    """`hmtel process --worker-name name` with ``env`` (worker_env), its stderr appended to ``log``."""
+    return subprocess.Popen([sys.executable, "-m", "hmtel", "process", "--worker-name", name], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 
 
 async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: float = 90) -> None:

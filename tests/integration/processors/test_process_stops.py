@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -21,7 +19,7 @@ from hmconfig.kafka_clients import make_consumer, make_producer
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
 
-from processors_harness import ROOT, wait_ready, worker_env
+from processors_harness import start_process_worker, wait_ready, worker_env
 
 SHUTDOWN_BUDGET_S = 10
 
@@ -31,8 +29,7 @@ async def test_sigterm_under_traffic_exits_zero_within_the_shutdown_budget(kafka
     log = tmp_path / "worker.log"
     env = worker_env(kafka_settings, tmp_path / "state", HMTEL_PROCESSOR_APP_ID=f"hm-stop-{uuid.uuid4().hex[:8]}",
                      HMTEL_PROCESSOR_OFFSET_RESET="latest", HMTEL_SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_BUDGET_S))
-    worker = subprocess.Popen([sys.executable, "-m", "hmtel", "process"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+    worker = start_process_worker(env, log)
     try:
         await wait_ready(worker, log, 1)
         traffic = asyncio.ensure_future(simulator.run(kafka_settings, hosts=50, rate=1, duration_s=30,
@@ -57,8 +54,7 @@ async def test_ctrl_c_with_records_parked_exits_zero_and_commits_none_of_them(ka
     group = f"hm-stop-{uuid.uuid4().hex[:8]}"
     env = worker_env(kafka_settings, tmp_path / "state", HMTEL_PROCESSOR_APP_ID=group,
                      HMTEL_PROCESSOR_OFFSET_RESET="latest", HMTEL_UNKNOWN_HOST_GRACE_S="600")
-    worker = subprocess.Popen([sys.executable, "-m", "hmtel", "process"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+    worker = start_process_worker(env, log)
     try:
         await wait_ready(worker, log, 1)
         hosts = [simulator.SimHost(i, seed=uuid.uuid4().hex) for i in range(4)]

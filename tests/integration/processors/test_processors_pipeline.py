@@ -36,7 +36,7 @@ from hmtel_testing.chains import check_proof_chains
 from processors import simulator
 from schemas.keys import SigningKey
 
-from processors_harness import ROOT, worker_env, pae, wait_ready
+from processors_harness import ROOT, pae, start_process_worker, wait_ready, worker_env
 PROOF_S, AGG_LONG_S = 10, 10
 RUN_S = 50
 CRASH_AT_S = 24
@@ -47,8 +47,7 @@ def start_processor(settings, state_dir: Path, app_id: str, log: Path) -> subpro
                HMTEL_PROOF_GRACE_S="40", HMTEL_AGG_WINDOW_10S_S="2", HMTEL_AGG_WINDOW_1M_S=str(AGG_LONG_S),
                HMTEL_AGG_GRACE_S="40", HMTEL_PROCESSOR_TICK_S="0.5", HMTEL_UNKNOWN_HOST_GRACE_S="3",
                HMTEL_PROCESSOR_OFFSET_RESET="latest")
-    return subprocess.Popen([sys.executable, "-m", "hmtel", "process"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+    return start_process_worker(env, log)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import base64
 import re
 import signal
 import subprocess
-import sys
 import uuid
 from collections import defaultdict
 
@@ -25,15 +24,14 @@ from hmtel_testing.chains import check_proof_chains
 from processors import simulator
 from schemas.keys import SigningKey
 
-from processors_harness import ROOT, worker_env, pae, wait_ready
+from processors_harness import pae, start_process_worker, wait_ready, worker_env
 
 
 def start_worker(settings, state_dir, app_id, name, log):
     env = worker_env(settings, state_dir, HMTEL_PROCESSOR_APP_ID=app_id, HMTEL_PROOF_WINDOW_S="10",
                HMTEL_PROOF_GRACE_S="40", HMTEL_AGG_WINDOW_10S_S="2", HMTEL_AGG_WINDOW_1M_S="10",
                HMTEL_AGG_GRACE_S="40", HMTEL_PROCESSOR_TICK_S="0.5", HMTEL_PROCESSOR_OFFSET_RESET="latest")
-    return subprocess.Popen([sys.executable, "-m", "hmtel", "process", "--worker-name", name], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+    return start_process_worker(env, log, name)
 
 
 async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settings, tmp_path):
