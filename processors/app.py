@@ -356,11 +356,18 @@ class Processor:
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
-        and queue them for the next checkpoint's acks."""
-        for msg in self.parked.pop(host_id, ()):
+        and queue them for the next checkpoint's acks. The host stays parked until its queue is empty,
+        so a record that arrives while a replayed rejection is being sent (the timer and the input
+        may both replay) joins the queue behind the older ones instead of overtaking them; taken
+        first, a newer seq would have made the older ones duplicates."""
+        queue = self.parked.get(host_id)
+        while queue:
+            msg = queue.pop(0)
             await self._handle(msg)
             self.unacked.append(msg)
-        self.unknown_since.pop(host_id, None)
+        if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
+            del self.parked[host_id]
+            self.unknown_since.pop(host_id, None)
 
     async def _replay_parked(self, everything: bool = False) -> None:
         """Replay hosts whose grace ran out; ``everything`` before a rebalance, since faust revokes

@@ -1,0 +1,113 @@
+"""Records parked for an unknown host's inventory (processors.app.Processor.parked) are settled in
+their order, even when the timer's replay and the input's replay interleave at a rejection's send."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+
+from hmconfig.settings import load_settings
+from processors.app import Processor
+from processors.config import ProcessorConfig
+from processors.engine import REJECTED_TOPIC, Signer
+from processors.simulator import SimHost
+
+
+@dataclass
+class Msg:
+    """What the app reads of a faust ConsumerMessage."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+    headers: Any
+    partition: int = 0
+    offset: int = 0
+
+
+class SlowRejections:
+    """The rejected topic at the I/O edge: each send yields to the loop for a while, as a broker
+    round trip does, and is recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.delays: list[float] = []  # per send, in turn; 0.05 s once they run out
+
+    async def send(self, *, key: bytes, value: bytes) -> None:
+        await asyncio.sleep(self.delays.pop(0) if self.delays else 0.05)
+        self.sent.append(orjson.loads(value))
+
+
+@pytest.fixture
+def proc(tmp_path):
+    settings = load_settings(state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1")
+    proc = Processor(settings, ProcessorConfig(unknown_host_grace_s=10.0), Signer("k", lambda data: {}),
+                     topic_partitions={"hm.usage.v1": 6})
+    proc.outputs[REJECTED_TOPIC] = SlowRejections()
+    return proc
+
+
+def message(host: SimHost, topic: str, record: dict[str, Any], offset: int) -> Msg:
+    topic, key, value, headers = host.message(topic, record)
+    return Msg(topic, key, value, headers, offset=offset)
+
+
+def test_input_arriving_during_the_timers_replay_waits_behind_the_parked_records(proc):
+    host = SimHost(1, seed="parked")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(4)]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    newer = message(host, "hm.usage.v1", host.usage(t + 4_000_000), 4)
+
+    async def scenario() -> None:
+        for msg in parked:
+            assert await proc._handle(msg, first=True) is False  # no key pinned yet: parked
+        proc.unknown_since[host.host_id] -= 60  # the grace ran out: the timer replays, rejecting
+        timer = asyncio.create_task(proc._replay_parked())
+        await asyncio.sleep(0.01)  # the first replayed record's rejection is being sent
+        # meanwhile the inventory comes, then a newer record
+        assert await proc._handle(inventory, first=True)
+        await proc._handle(newer, first=True)
+        await timer
+
+    asyncio.run(scenario())
+    rejected = proc.outputs[REJECTED_TOPIC].sent
+    # only the record replayed before the inventory came is rejected, for the missing key; the
+    # others are taken in seq order (taken after seq 4, they would have been filed as duplicates)
+    assert [(r["reason"], r["seq"]) for r in rejected] == [("key_mismatch", 0)]
+    state = proc.get(host.host_id)
+    assert state is not None and state["counts"] == {"accepted": 5, "duplicates": 0, "late": 0}
+    assert proc.parked == {} and host.host_id not in proc.unknown_since
+    # every parked record is queued for the next checkpoint's acks, each once
+    assert sorted(m.offset for m in proc.unacked) == [0, 1, 2, 3]
+
+
+def test_a_queue_parked_anew_while_an_older_replay_finishes_is_kept(proc):
+    host = SimHost(2, seed="parked")
+    t = int(time.time() * 1e6) - 10_000_000
+    first = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(2)]
+    later = message(host, "hm.usage.v1", host.usage(t + 2_000_000), 2)
+    proc.outputs[REJECTED_TOPIC].delays = [0.05, 0.3]
+
+    async def scenario() -> None:
+        for msg in first:
+            await proc._handle(msg, first=True)
+        proc.unknown_since[host.host_id] -= 60  # the grace ran out: both replays reject
+        quick = asyncio.create_task(proc._replay(host.host_id))  # takes seq 0, sent in 0.05 s
+        slow = asyncio.create_task(proc._replay(host.host_id))   # takes seq 1, sent in 0.3 s
+        await quick
+        # the queue is done with; the host's next record starts a fresh grace and parks anew,
+        # while the slow replay still sends its rejection
+        assert await proc._handle(later, first=True) is False
+        await slow
+
+    asyncio.run(scenario())
+    assert sorted(r["seq"] for r in proc.outputs[REJECTED_TOPIC].sent) == [0, 1]
+    # the slow replay, finishing last, left the new queue alone (dropping it would lose seq 2:
+    # never handled, never acked, holding its partition's commits back)
+    assert [m.offset for m in proc.parked[host.host_id]] == [2]
+    assert host.host_id in proc.unknown_since
