@@ -107,6 +107,9 @@ class Processor:
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
         # so a worker started on a backlog stalled (docs/PROCESSORS.md).
         self.parked: dict[str, list[Any]] = {}
+        # Hosts whose parked records were left for the partition's next owner at a rebalance: their
+        # other records in the batch being finished are left too, or they would overtake them.
+        self.released: set[str] = set()
         self._partition_cache: dict[str, int] = {}
         self.ready = False
         # The timer's work list: host -> when to look at it next (close_due). A window that has ended
@@ -180,6 +183,7 @@ class Processor:
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
         self.states.clear()
+        self.released.clear()  # faust seeks to the committed offsets next: those records come again
         self.due.clear()
         self.open_end.clear()
         self.rescan = True
@@ -295,6 +299,9 @@ class Processor:
                 raise decoded
             record, schema = decoded
             host_id = record["host_id"]
+            if first and host_id in self.released and schema != "hm.inventory.v1":
+                self.app.consumer.unacked.discard(msg)  # see release_parked
+                return False
             if first and host_id in self.parked and schema != "hm.inventory.v1":
                 self.parked[host_id].append(msg)  # behind the host's parked records, in order
                 return False
@@ -369,13 +376,34 @@ class Processor:
             del self.parked[host_id]
             self.unknown_since.pop(host_id, None)
 
-    async def _replay_parked(self, everything: bool = False) -> None:
-        """Replay hosts whose grace ran out; ``everything`` before a rebalance, since faust revokes
-        partitions only once every event taken is acked."""
+    async def _replay_parked(self) -> None:
+        """Replay (reject) the records of hosts whose grace ran out."""
         now = time.monotonic()
         grace = self.cfg.unknown_host_grace_s
-        for host_id in [h for h in self.parked if everything or now - self.unknown_since.get(h, 0.0) >= grace]:
+        for host_id in [h for h in self.parked if now - self.unknown_since.get(h, 0.0) >= grace]:
             await self._replay(host_id)
+
+    def release_parked(self) -> int:
+        """At a rebalance: leave the parked records unacked for whoever owns their partition next,
+        instead of rejecting them for a key their inventory may still bring. faust revokes partitions
+        only once every record taken is acked, so they leave its wait set; after the rebalance it
+        seeks every partition to its committed offset, which stops before the first of them (an
+        unacked offset holds the commits back), so they are read again, in order, by the new owner
+        (the records after them, read again too, are counted duplicates). Returns how many."""
+        unacked = self.app.consumer.unacked  # faust's own set (a WeakSet), not a copy
+        released = 0
+        for host_id, queue in self.parked.items():
+            for msg in queue:
+                unacked.discard(msg)
+            released += len(queue)
+            queue.clear()  # a replay under way stops at its current record
+            self.released.add(host_id)
+        self.parked.clear()
+        self.unknown_since.clear()
+        if released:
+            log.warning("rebalance: %d records parked for their hosts' inventory are left unacked; the "
+                        "partition's next owner reads them again", released)
+        return released
 
     async def _reject(self, code: str, check: str, detail: str, record: Any, msg: Any, now_us: int) -> None:
         host = host_of(record, msg.key)
@@ -411,7 +439,10 @@ class Processor:
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
         if self.parked:
-            await self._replay_parked(everything=app.rebalancing)
+            if app.rebalancing:
+                self.release_parked()
+            else:
+                await self._replay_parked()
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()

@@ -19,6 +19,10 @@ Why not ``asyncio.wait_for(wait_empty(), timeout)``, as this module first did: f
 wait swallows the cancellation (``Consumer._wait_for_ack`` catches CancelledError) and
 loops on, so wait_for never returned. A worker stopped on a backlog, with records parked,
 hung on SIGTERM and on Ctrl-C.
+
+A rebalance waits the same way, and is done the same way: checkpoint, and leave the parked
+records unacked for the partition's next owner (Processor.release_parked); the rest of a
+batch being handled is acked by the checkpoints that follow.
 """
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ def checkpoint_on_stop(processor: Any) -> None:
     wait_empty = app._consumer_wait_empty  # faust-streaming 0.11+: also used on rebalance
 
     async def checkpoint_then_wait(consumer: Any, logger: Any) -> None:
-        if not app.should_stop:  # a rebalance: faust's own behaviour, unchanged
+        await processor._checkpoint()
+        if not app.should_stop:  # a rebalance: parked records are left to the next owner, the rest acked
+            processor.release_parked()
             await wait_empty(consumer, logger)
             return
-        await processor._checkpoint()
         # faust-streaming < 0.16 (pinned): the set of taken, unacked events its wait loops on
         left = consumer._unacked_messages
         if left:

@@ -12,16 +12,18 @@ import base64
 import re
 import signal
 import subprocess
+import time
 import uuid
 from collections import defaultdict
 
 import orjson
 from nacl.signing import VerifyKey
 
-from hmconfig.kafka_clients import read_topic
+from hmconfig.kafka_clients import make_producer, read_topic
 from hmconfig.topic_admin import ensure_topics
 from hmtel_testing.chains import check_proof_chains
 from processors import simulator
+from processors.app import partition_for
 from schemas.keys import SigningKey
 
 from processors_harness import pae, start_process_worker, wait_ready, worker_env
@@ -86,3 +88,59 @@ async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settin
         assert start < first, f"{rej['host_id']}: window {start} withheld after the first proof"
     taken = re.search(r"ready: (\d+) of (\d+) partitions assigned", logs[1].read_text())
     assert taken and 0 < int(taken.group(1)) < int(taken.group(2)), logs[1].read_text()[-2000:]
+
+
+async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_comes(kafka_settings, tmp_path):
+    """A host's usage waits (parked, unacked) for its inventory when a second worker joins. The records
+    are not rejected at the rebalance: left unacked, they are read again by the partition's next owner
+    and taken once the inventory comes."""
+    await ensure_topics(kafka_settings)
+    app_id = f"hm-processors-rbp-{uuid.uuid4().hex[:8]}"
+    logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
+    extra = {"HMTEL_UNKNOWN_HOST_GRACE_S": "600", "HMTEL_AGG_WINDOW_10S_S": "2", "HMTEL_AGG_GRACE_S": "2",
+             "HMTEL_PROCESSOR_TICK_S": "0.5", "HMTEL_PROCESSOR_OFFSET_RESET": "latest",
+             "HMTEL_PROCESSOR_APP_ID": app_id}
+    workers = [start_process_worker(worker_env(kafka_settings, tmp_path / "state", **extra), logs[0], "0")]
+    seed = uuid.uuid4().hex
+    late = simulator.SimHost(0, seed=seed)  # its inventory comes after the rebalance
+    # a host of the same partition with its inventory first, so the partition has a committed offset
+    # before the parked records (with none, a new owner would start from "latest", past them)
+    partition = partition_for(late.host_id.encode(), 6)
+    known = next(h for h in (simulator.SimHost(i, seed=seed) for i in range(1, 200))
+                 if partition_for(h.host_id.encode(), 6) == partition)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+
+    async def send(host: simulator.SimHost, topic: str, record: dict) -> None:
+        topic, key, value, headers = host.message(topic, record)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    try:
+        await wait_ready(workers[0], logs[0], 1)
+        now = int(time.time() * 1e6)
+        await send(known, "hm.inventory.v1", known.inventory(now - 6_000_000))
+        await send(known, "hm.usage.v1", known.usage(now - 6_000_000))
+        for i in range(5):
+            await send(late, "hm.usage.v1", late.usage(now - (5 - i) * 1_000_000))
+        await asyncio.sleep(4)  # fetched and parked: no key pinned for the host
+        workers.append(start_process_worker(worker_env(kafka_settings, tmp_path / "state", **extra), logs[1], "1"))
+        await wait_ready(workers[1], logs[1], 1)
+        await send(late, "hm.inventory.v1", late.inventory(now - 6_000_000))
+        await asyncio.sleep(8)  # taken, and their windows closed by silence (grace 2 s)
+        aggregates, rejected = [await read_topic(kafka_settings, t) for t in ("hm.usage.agg.10s.v1", "hm.rejected.v1")]
+    finally:
+        await producer.stop()
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    reasons = [orjson.loads(m.value)["reason"] for m in rejected if orjson.loads(m.value)["host_id"] == late.host_id]
+    assert reasons == [], reasons
+    samples = sum(agg["samples"] for agg in map(orjson.loads, (m.value for m in aggregates))
+                  if agg["host_id"] == late.host_id)
+    assert samples == 5, (samples, logs[0].read_text()[-2000:], logs[1].read_text()[-2000:])
+    assert "records parked for their hosts' inventory are left unacked" in logs[0].read_text(), \
+        logs[0].read_text()[-3000:]

@@ -17,7 +17,7 @@ from processors.engine import REJECTED_TOPIC, Signer
 from processors.simulator import SimHost
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, as faust's messages are (it keeps them in a WeakSet)
 class Msg:
     """What the app reads of a faust ConsumerMessage."""
 
@@ -111,3 +111,37 @@ def test_a_queue_parked_anew_while_an_older_replay_finishes_is_kept(proc):
     # never handled, never acked, holding its partition's commits back)
     assert [m.offset for m in proc.parked[host.host_id]] == [2]
     assert host.host_id in proc.unknown_since
+
+
+def test_at_a_rebalance_parked_records_are_left_unacked_and_their_hosts_later_records_too(proc):
+    """faust revokes partitions once every record taken is acked; parked ones are left out of that wait
+    (not acked, so the next owner reads them again) rather than rejected as key_mismatch."""
+    host, other = SimHost(3, seed="parked"), SimHost(4, seed="parked")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    later = message(host, "hm.usage.v1", host.usage(t + 3_000_000), 3)
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    known = [message(other, "hm.inventory.v1", other.inventory(t), 1),
+             message(other, "hm.usage.v1", other.usage(t), 4)]
+    taken = proc.app.consumer.unacked  # faust's set of records taken and not acked yet
+    for msg in parked + [later, inventory] + known:
+        taken.add(msg)
+
+    async def scenario() -> None:
+        for msg in parked:
+            assert await proc._handle(msg, first=True) is False
+        assert proc.release_parked() == 3
+        # the rest of the batch being finished: the host's later record is left as well (taken, it
+        # would overtake the parked ones); its inventory and other hosts' records are handled
+        assert await proc._handle(later, first=True) is False
+        for msg in [inventory] + known:
+            assert await proc._handle(msg, first=True) is True
+
+    asyncio.run(scenario())
+    assert proc.outputs[REJECTED_TOPIC].sent == []
+    assert proc.parked == {} and proc.unknown_since == {}
+    assert set(taken) == {inventory, *known}  # what the checkpoint acks; the rest is left out of faust's wait
+    assert proc.get(host.host_id)["counts"]["accepted"] == 1  # the inventory only
+    assert proc.get(other.host_id)["counts"]["accepted"] == 2
+    asyncio.run(proc._forget())  # the partitions are assigned again: faust re-reads from the commits
+    assert proc.released == set()
