@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,19 @@ def start_process_worker(env: dict[str, str], log: Path, name: str = "0") -> sub
     """`hmtel process --worker-name name` with ``env`` (worker_env), its stderr appended to ``log``."""
     return subprocess.Popen([sys.executable, "-m", "hmtel", "process", "--worker-name", name], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+
+def stop_workers(workers: list[subprocess.Popen], timeout_s: float = 20) -> None:
+    """SIGTERM every worker, then wait for each (SIGKILL what has not exited by the timeout)."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
 
 
 async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: float = 90) -> None:

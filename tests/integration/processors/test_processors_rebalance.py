@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import signal
-import subprocess
 import time
 import uuid
 from collections import defaultdict
@@ -26,7 +24,7 @@ from processors import simulator
 from processors.app import partition_for
 from schemas.keys import SigningKey
 
-from processors_harness import pae, start_process_worker, wait_ready, worker_env
+from processors_harness import pae, start_process_worker, stop_workers, wait_ready, worker_env
 
 
 def start_worker(settings, state_dir, app_id, name, log):
@@ -53,13 +51,7 @@ async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settin
         await asyncio.sleep(5)
         proofs, rejected = [await read_topic(kafka_settings, t) for t in ("hm.proofs.v1", "hm.rejected.v1")]
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(20)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
     key = SigningKey.load_or_create(tmp_path / "state", "processor.key")
     hosts = {simulator.SimHost(i, seed=seed).host_id for i in range(6)}
     by_host: dict[str, dict[str, list[bytes]]] = defaultdict(lambda: defaultdict(list))
@@ -93,7 +85,7 @@ async def test_a_joining_worker_takes_over_partitions_without_a_gap(kafka_settin
 async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_comes(kafka_settings, tmp_path):
     """A host's usage waits (parked, unacked) for its inventory when a second worker joins. The records
     are not rejected at the rebalance: left unacked, they are read again by the partition's next owner
-    and taken once the inventory comes."""
+    and taken, each once, when the inventory comes."""
     await ensure_topics(kafka_settings)
     app_id = f"hm-processors-rbp-{uuid.uuid4().hex[:8]}"
     logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
@@ -130,17 +122,13 @@ async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_come
         aggregates, rejected = [await read_topic(kafka_settings, t) for t in ("hm.usage.agg.10s.v1", "hm.rejected.v1")]
     finally:
         await producer.stop()
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(20)
-            except subprocess.TimeoutExpired:
-                w.kill()
-    reasons = [orjson.loads(m.value)["reason"] for m in rejected if orjson.loads(m.value)["host_id"] == late.host_id]
-    assert reasons == [], reasons
-    samples = sum(agg["samples"] for agg in map(orjson.loads, (m.value for m in aggregates))
-                  if agg["host_id"] == late.host_id)
-    assert samples == 5, (samples, logs[0].read_text()[-2000:], logs[1].read_text()[-2000:])
+        stop_workers(workers)
+    # Around a rebalance, records are read again (faust seeks to the committed offsets, at times
+    # twice): those come back as counted duplicates. Nothing else may be filed for the host.
+    reasons = {orjson.loads(m.value)["reason"] for m in rejected if orjson.loads(m.value)["host_id"] == late.host_id}
+    assert reasons <= {"duplicate"}, reasons
+    by_window = {agg["agg_id"]: agg["samples"] for agg in map(orjson.loads, (m.value for m in aggregates))
+                 if agg["host_id"] == late.host_id}
+    assert sum(by_window.values()) == 5, (by_window, logs[0].read_text()[-2000:], logs[1].read_text()[-2000:])
     assert "records parked for their hosts' inventory are left unacked" in logs[0].read_text(), \
         logs[0].read_text()[-3000:]
