@@ -123,8 +123,9 @@ async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_come
     finally:
         await producer.stop()
         stop_workers(workers)
-    # Around a rebalance, records are read again (faust seeks to the committed offsets, at times
-    # twice): those come back as counted duplicates. Nothing else may be filed for the host.
+    # Around a rebalance records can be read again after they were taken (seen in 2 of 4 runs, every
+    # record of the host once more): those come back as counted duplicates. Nothing else may be
+    # filed for the host.
     reasons = {orjson.loads(m.value)["reason"] for m in rejected if orjson.loads(m.value)["host_id"] == late.host_id}
     assert reasons <= {"duplicate"}, reasons
     by_window = {agg["agg_id"]: agg["samples"] for agg in map(orjson.loads, (m.value for m in aggregates))
