@@ -28,6 +28,42 @@ BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
+    def _read_heads(self) -> dict[Any, int]:
+        """tp -> offset of the first record delivered since the last seek (see _new_offset)."""
+        heads = self.__dict__.get("_hm_read_heads")
+        if heads is None:
+            heads = self.__dict__["_hm_read_heads"] = {}
+        return heads
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """faust's commit offset, never past an unacked record at the head of a partition.
+
+        The processors leave records unacked (parked for an inventory, or left for the next owner
+        at a stop or a rebalance) while later records of the partition are acked. faust stops a
+        commit at the first hole after its committed offset, but checks the head only when the
+        partition has a committed offset, and then lets a hole of one record through (it compares
+        with committed + 1, where committed is already the next offset to read). So a partition
+        with no commit yet, or one record parked right at the committed offset, was committed
+        past it, and the record was never read again. The head is the committed offset or, with
+        nothing committed yet, the first record delivered since the last seek."""
+        acked = self._acked[tp]
+        if acked:
+            head = self._committed_offset[tp]
+            if head is None:
+                head = self._read_heads().get(tp)
+            if head is not None and min(acked) > head:
+                return None  # the record at the head is not acked yet
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+    async def perform_seek(self) -> None:
+        self._read_heads().clear()  # what is delivered next starts a new head
+        await super().perform_seek()
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        self._read_heads().pop(partition, None)
+        await super().seek(partition, offset)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on a broker
         """faust's fetch loop (faust.transport.consumer.Consumer._drain_messages, same gap and
         read-offset bookkeeping), with the records of ``app.batch_topics`` collected and handed
@@ -40,6 +76,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
         track = self.track_message
+        heads = self._read_heads()
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         handler: BatchHandler | None = getattr(self.app, "batch_handler", None)
         fetching = faust_consumer.CONSUMER_FETCHING
@@ -57,6 +94,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             continue  # already read (faust drops these too)
                         if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
                             await self._add_gap(tp, r_offset + 1, offset)
+                        if tp not in heads:
+                            heads[tp] = offset
                         if handler is not None and message.topic in batch_topics:
                             track(message)
                             batch.append(message)

@@ -18,6 +18,7 @@ from aiokafka import TopicPartition
 from hmconfig.kafka_clients import make_consumer, make_producer
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
+from processors.app import partition_for
 
 from processors_harness import start_process_worker, wait_ready, worker_env
 
@@ -91,3 +92,54 @@ async def test_ctrl_c_with_records_parked_exits_zero_and_commits_none_of_them(ka
             assert committed is None or committed <= offset, (tp, committed, offset)
     finally:
         await reader.stop()
+
+
+async def test_records_acked_after_parked_ones_do_not_commit_past_them(kafka_settings, tmp_path):
+    """A new group (nothing committed yet): a host's records wait for its inventory at the head of a
+    partition while a known host's later records there are taken and acked. The commits must stay
+    before the parked records (faust's own check let them through), so the next owner reads them."""
+    await ensure_topics(kafka_settings)
+    log = tmp_path / "worker.log"
+    group = f"hm-stop-{uuid.uuid4().hex[:8]}"
+    env = worker_env(kafka_settings, tmp_path / "state", HMTEL_PROCESSOR_APP_ID=group,
+                     HMTEL_PROCESSOR_OFFSET_RESET="latest", HMTEL_UNKNOWN_HOST_GRACE_S="600",
+                     HMTEL_PROCESSOR_CHECKPOINT_S="1")
+    seed = uuid.uuid4().hex
+    unknown = simulator.SimHost(0, seed=seed)
+    partition = partition_for(unknown.host_id.encode(), 6)
+    known = next(h for h in (simulator.SimHost(i, seed=seed) for i in range(1, 200))
+                 if partition_for(h.host_id.encode(), 6) == partition)
+    worker = start_process_worker(env, log)
+    try:
+        await wait_ready(worker, log, 1)
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            now = int(time.time() * 1e6)
+
+            async def send(host: simulator.SimHost, topic: str, record: dict) -> int:
+                topic, key, value, headers = host.message(topic, record)
+                return (await producer.send_and_wait(topic, value, key=key, headers=headers)).offset
+
+            first_parked = await send(unknown, "hm.usage.v1", unknown.usage(now - 9_000_000))
+            await send(unknown, "hm.usage.v1", unknown.usage(now - 8_000_000))
+            await send(known, "hm.inventory.v1", known.inventory(now - 9_000_000))
+            for i in range(5):
+                await send(known, "hm.usage.v1", known.usage(now - (7 - i) * 1_000_000))
+        finally:
+            await producer.stop()
+        await asyncio.sleep(6)  # the known host's records taken, acked at a checkpoint, commits tried
+        worker.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(worker.wait, 30)
+        assert code == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    reader = make_consumer(kafka_settings, group_id=group)
+    await reader.start()
+    try:
+        committed = await reader.committed(TopicPartition("hm.usage.v1", partition))
+    finally:
+        await reader.stop()
+    assert committed is None or committed <= first_parked, (committed, first_parked)
