@@ -1,4 +1,4 @@
-"""faust, with two changes to its aiokafka transport that the processors need.
+"""faust, with three changes to its aiokafka transport that the processors need.
 
 * **Batches in.** faust hands each fetched record to its conductor, a channel queue and the
   agent's stream, one at a time, each step a few awaits: about 300 µs of CPU per record here,
@@ -14,6 +14,9 @@
   which the processors do not use. Without it a batch the broker wrote but did not get to
   acknowledge before it died is written again by the producer's retry, and a proof appeared
   twice after a broker SIGKILL.
+* **Commits that never pass an unacked head** (BatchConsumer._new_offset): records parked for
+  their host's inventory stay unacked while later ones are acked, and faust's own check let
+  a commit pass them in two cases.
 """
 from __future__ import annotations
 
