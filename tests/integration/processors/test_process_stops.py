@@ -25,6 +25,18 @@ from processors_harness import start_process_worker, wait_ready, worker_env
 SHUTDOWN_BUDGET_S = 10
 
 
+async def assert_committed_at_most(settings, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """The group's committed offset of each partition is at most the given one (or nothing is committed)."""
+    reader = make_consumer(settings, group_id=group)
+    await reader.start()
+    try:
+        for tp, offset in offsets.items():
+            committed = await reader.committed(tp)
+            assert committed is None or committed <= offset, (tp, committed, offset)
+    finally:
+        await reader.stop()
+
+
 async def test_sigterm_under_traffic_exits_zero_within_the_shutdown_budget(kafka_settings, tmp_path):
     await ensure_topics(kafka_settings)
     log = tmp_path / "worker.log"
@@ -84,14 +96,7 @@ async def test_ctrl_c_with_records_parked_exits_zero_and_commits_none_of_them(ka
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    reader = make_consumer(kafka_settings, group_id=group)
-    await reader.start()
-    try:
-        for tp, offset in first.items():
-            committed = await reader.committed(tp)
-            assert committed is None or committed <= offset, (tp, committed, offset)
-    finally:
-        await reader.stop()
+    await assert_committed_at_most(kafka_settings, group, first)
 
 
 async def test_records_acked_after_parked_ones_do_not_commit_past_them(kafka_settings, tmp_path):
@@ -136,10 +141,4 @@ async def test_records_acked_after_parked_ones_do_not_commit_past_them(kafka_set
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    reader = make_consumer(kafka_settings, group_id=group)
-    await reader.start()
-    try:
-        committed = await reader.committed(TopicPartition("hm.usage.v1", partition))
-    finally:
-        await reader.stop()
-    assert committed is None or committed <= first_parked, (committed, first_parked)
+    await assert_committed_at_most(kafka_settings, group, {TopicPartition("hm.usage.v1", partition): first_parked})
