@@ -31,12 +31,9 @@ BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    def _read_heads(self) -> dict[Any, int]:
-        """tp -> offset of the first record delivered since the last seek (see _new_offset)."""
-        heads = self.__dict__.get("_hm_read_heads")
-        if heads is None:
-            heads = self.__dict__["_hm_read_heads"] = {}
-        return heads
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_heads: dict[Any, int] = {}  # tp -> first offset delivered since the last seek (_new_offset)
 
     def _new_offset(self, tp: Any) -> int | None:
         """faust's commit offset, never past an unacked record at the head of a partition.
@@ -53,18 +50,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if acked:
             head = self._committed_offset[tp]
             if head is None:
-                head = self._read_heads().get(tp)
+                head = self.read_heads.get(tp)
             if head is not None and min(acked) > head:
                 return None  # the record at the head is not acked yet
         offset: int | None = super()._new_offset(tp)
         return offset
 
     async def perform_seek(self) -> None:
-        self._read_heads().clear()  # what is delivered next starts a new head
+        self.read_heads.clear()  # what is delivered next starts a new head
         await super().perform_seek()
 
     async def seek(self, partition: Any, offset: int) -> None:
-        self._read_heads().pop(partition, None)
+        self.read_heads.pop(partition, None)
         await super().seek(partition, offset)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on a broker
@@ -79,7 +76,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
         track = self.track_message
-        heads = self._read_heads()
+        heads = self.read_heads
         batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
         handler: BatchHandler | None = getattr(self.app, "batch_handler", None)
         fetching = faust_consumer.CONSUMER_FETCHING

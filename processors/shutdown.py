@@ -42,8 +42,7 @@ def checkpoint_on_stop(processor: Any) -> None:
             processor.release_parked()
             await wait_empty(consumer, logger)
             return
-        # faust-streaming < 0.16 (pinned): the set of taken, unacked events its wait loops on
-        left = consumer._unacked_messages
+        left = consumer.unacked  # faust's own set of taken, unacked events its wait loops on (not a copy)
         if left:
             log.warning("stopping: %d events taken but not processed (parked for an inventory, or the rest of a "
                         "batch); not acked, so the next worker re-reads them", len(left))

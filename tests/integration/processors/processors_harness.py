@@ -47,6 +47,21 @@ async def wait_ready(proc: subprocess.Popen, log: Path, marks: int, timeout_s: f
         await asyncio.sleep(0.2)
 
 
+def partition_of(host, partitions: int = 6) -> int:
+    """The input partition of a simulated host (the topics' default partitioner)."""
+    from processors.app import partition_for
+
+    return partition_for(host.host_id.encode(), partitions)
+
+
+def host_beside(host, seed: str):
+    """Another simulated host (same seed) whose records go to ``host``'s partition."""
+    from processors import simulator
+
+    return next(h for h in (simulator.SimHost(i, seed=seed) for i in range(1, 500))
+                if partition_of(h) == partition_of(host))
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     t = payload_type.encode()
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)

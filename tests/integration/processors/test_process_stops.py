@@ -18,9 +18,8 @@ from aiokafka import TopicPartition
 from hmconfig.kafka_clients import make_consumer, make_producer
 from hmconfig.topic_admin import ensure_topics
 from processors import simulator
-from processors.app import partition_for
 
-from processors_harness import start_process_worker, wait_ready, worker_env
+from processors_harness import host_beside, partition_of, start_process_worker, wait_ready, worker_env
 
 SHUTDOWN_BUDGET_S = 10
 
@@ -41,7 +40,7 @@ async def test_sigterm_under_traffic_exits_zero_within_the_shutdown_budget(kafka
     await ensure_topics(kafka_settings)
     log = tmp_path / "worker.log"
     env = worker_env(kafka_settings, tmp_path / "state", HMTEL_PROCESSOR_APP_ID=f"hm-stop-{uuid.uuid4().hex[:8]}",
-                     HMTEL_PROCESSOR_OFFSET_RESET="latest", HMTEL_SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_BUDGET_S))
+                     HMTEL_PROCESSOR_OFFSET_RESET="latest")
     worker = start_process_worker(env, log)
     try:
         await wait_ready(worker, log, 1)
@@ -49,7 +48,7 @@ async def test_sigterm_under_traffic_exits_zero_within_the_shutdown_budget(kafka
                                                       seed=uuid.uuid4().hex[:6], progress=lambda _: None))
         await asyncio.sleep(8)  # the worker is mid-stream: events taken, not yet checkpointed
         worker.send_signal(signal.SIGTERM)
-        # Budget: the bounded drain plus faust's own stop of the producer and tables.
+        # Budget: the checkpoint plus faust's own stop of the producer and tables.
         code = await asyncio.to_thread(worker.wait, SHUTDOWN_BUDGET_S + 20)
         assert code == 0, log.read_text()[-3000:]
         await traffic
@@ -111,9 +110,7 @@ async def test_records_acked_after_parked_ones_do_not_commit_past_them(kafka_set
                      HMTEL_PROCESSOR_CHECKPOINT_S="1")
     seed = uuid.uuid4().hex
     unknown = simulator.SimHost(0, seed=seed)
-    partition = partition_for(unknown.host_id.encode(), 6)
-    known = next(h for h in (simulator.SimHost(i, seed=seed) for i in range(1, 200))
-                 if partition_for(h.host_id.encode(), 6) == partition)
+    partition, known = partition_of(unknown), host_beside(unknown, seed)
     worker = start_process_worker(env, log)
     try:
         await wait_ready(worker, log, 1)

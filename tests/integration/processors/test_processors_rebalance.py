@@ -21,10 +21,9 @@ from hmconfig.kafka_clients import make_producer, read_topic
 from hmconfig.topic_admin import ensure_topics
 from hmtel_testing.chains import check_proof_chains
 from processors import simulator
-from processors.app import partition_for
 from schemas.keys import SigningKey
 
-from processors_harness import pae, start_process_worker, stop_workers, wait_ready, worker_env
+from processors_harness import host_beside, pae, start_process_worker, stop_workers, wait_ready, worker_env
 
 
 def start_worker(settings, state_dir, app_id, name, log):
@@ -97,9 +96,7 @@ async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_come
     late = simulator.SimHost(0, seed=seed)  # its inventory comes after the rebalance
     # a host of the same partition with its inventory first, so the partition has a committed offset
     # before the parked records (with none, a new owner would start from "latest", past them)
-    partition = partition_for(late.host_id.encode(), 6)
-    known = next(h for h in (simulator.SimHost(i, seed=seed) for i in range(1, 200))
-                 if partition_for(h.host_id.encode(), 6) == partition)
+    known = host_beside(late, seed)
     producer = make_producer(kafka_settings)
     await producer.start()
 

@@ -25,7 +25,7 @@ def test_a_single_unacked_record_at_the_committed_offset_holds_the_commit(consum
 
 
 def test_with_nothing_committed_the_first_record_delivered_is_the_head(consumer):
-    consumer._read_heads()[TP0] = 100     # the first record delivered since the seek
+    consumer.read_heads[TP0] = 100     # the first record delivered since the seek
     consumer._acked[TP0] = [103, 104]     # 100-102 are parked
     assert consumer._new_offset(TP0) is None
     consumer._acked[TP0] = [100, 101, 102, 103, 104]  # all settled
@@ -39,12 +39,12 @@ def test_acked_from_the_head_commits_up_to_the_first_hole(consumer):
 
 
 async def test_a_seek_starts_a_new_head(consumer):
-    consumer._read_heads()[TP0] = 100
-    consumer._read_heads()[TP("hm.usage.v1", 1)] = 7
+    consumer.read_heads[TP0] = 100
+    consumer.read_heads[TP("hm.usage.v1", 1)] = 7
 
     async def seeked(*_args):
         return {}
 
     consumer._seek = seeked  # the broker side of a seek, at the I/O edge
     await consumer.seek(TP0, 90)
-    assert consumer._read_heads() == {TP("hm.usage.v1", 1): 7}
+    assert consumer.read_heads == {TP("hm.usage.v1", 1): 7}
