@@ -309,6 +309,8 @@ async def main() -> None:
         tmp = Path(d)
         t = await throughput(settings, args, tmp)
         rows = [
+            ("usage fast path (processor_native_ingest)",
+             "native (native/hm_ingest)" if settings.processor_native_ingest else "off: the Python engine"),
             ("engine alone, no Kafka (incl. Ed25519 verify)", f"{engine_only():.0f} us CPU/record"),
             ("backlog records (usage + inventory)", f"{t['records']:,}"),
             ("simulator send rate (signing incl.)", f"{t['sim_rate']:,.0f} records/s"),

@@ -20,6 +20,13 @@ Delivery, at least once (faust's ``exactly_once`` is not used):
   drops what those partitions already hold past the marks (processors/delivered.py), so no
   output (no proof_id) is written twice.
 * Rejections are sent as they happen, before their record is acked.
+
+The common usage record (a known host's next sample, every rule passing) takes the native fast
+path (processors/native.py, native/hm_ingest; ``processor_native_ingest``): those hosts' states
+are held natively and a chunk of records is applied in the ingest thread with the GIL
+released, so the worker's own thread only moves batches. Every other record goes through
+Engine.ingest, on the host's state taken out of the native store; a host is in exactly one of
+the two places, or only in the table.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,7 @@ from schemas.dsse import HEADER_SIG
 from .config import ProcessorConfig
 from .delivered import DeliveredCheck, tp_name, tp_of, undelivered
 from .faust_transport import App
+from . import native
 from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
 from .validation import TOPIC_SCHEMA, Rejection, Verified, header, verify_many
 
@@ -83,6 +92,19 @@ def _decode(msg: Any) -> Any:
         return err
 
 
+@dataclass
+class Routed:
+    """One chunk on the native pipeline (Processor._route, _submit, _settle)."""
+
+    chunk: list[Any]
+    verified: Verified
+    items: list[tuple[str, bytes]] = field(default_factory=list)  # (host_id, value) for the native store
+    fast: list[Any] = field(default_factory=list)  # their messages
+    python: list[Any] = field(default_factory=list)  # the messages routed to the Python engine
+    now_us: int = 0
+    taken: asyncio.Future[list[int | None]] | None = None  # the store's answers: ts, or None (declined)
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """aiokafka's (and Java's) default partitioner, so outputs land in the host's partition."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -100,6 +122,10 @@ class Processor:
         self.checkpoint_s = settings.processor_checkpoint_s
         self.last_checkpoint = time.monotonic()
         self.dirty: dict[str, dict[str, Any]] = {}
+        # hosts whose Python states _deliver holds across its awaits: they stay out of the native store
+        self.delivering: set[str] = set()
+        self.inflight: Routed | None = None  # the chunk in the ingest thread
+        self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0}
         self.unknown_since: dict[str, float] = {}
@@ -173,15 +199,28 @@ class Processor:
         self.verify_threads = max(0, (os.cpu_count() or 1) - 1) if threads is None else threads
         self.verify_pool = (ThreadPoolExecutor(self.verify_threads, thread_name_prefix="hm-verify")
                             if self.verify_threads else None)
+        # The native store and its own thread: a chunk's ingest runs while the verify thread checks the
+        # next chunk's signatures and this thread handles the records the fast path declined.
+        self.store = native.make_store(cfg) if settings.processor_native_ingest else None
+        # the hosts in the store and their pinned keys, mirrored here: only this thread adds or removes
+        # hosts (ingest changes neither), and asking the store per record waits for its lock
+        self.native_keys: dict[str, str | None] = {}
+        self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="hm-ingest") if self.store is not None else None
         self.delivered = DeliveredCheck(settings)
         app.on_before_shutdown.connect(self._stop_delivered)
 
     async def _stop_delivered(self, *_args: Any, **_kwargs: Any) -> None:
         await self.delivered.stop()
-        if self.verify_pool is not None:
-            self.verify_pool.shutdown(wait=False)
+        for pool in (self.verify_pool, self.ingest_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
+        if self.store is not None:  # changed states wait for the next checkpoint, as self.dirty's do
+            for host_id, raw in self.store.dump_dirty():
+                self.dirty[host_id] = orjson.loads(raw)
+            self.store.clear()
+            self.native_keys.clear()
         self.states.clear()
         self.released.clear()  # faust seeks to the committed offsets next: those records come again
         self.due.clear()
@@ -191,11 +230,49 @@ class Processor:
     def get(self, host_id: str) -> dict[str, Any] | None:
         # a state changed since the last checkpoint is newer than the table's copy, even after _forget
         state = self.states.get(host_id) or self.dirty.get(host_id)
+        if state is None and host_id in self.native_keys:
+            del self.native_keys[host_id]
+            taken = self.store.take(host_id)  # type: ignore[union-attr]  # out of the native store: Python holds it now
+            if taken is not None:
+                raw, changed = taken
+                state = self.states[host_id] = orjson.loads(raw)
+                if changed:
+                    self.dirty[host_id] = state
+                return state
         if state is None:
             raw = self.table.get(host_id.encode())
             if raw is not None:
                 state = self.states[host_id] = orjson.loads(raw)
         return state
+
+    def _native(self, host_id: str) -> bool:
+        """Is the host's state in the native store? Moves it there from Python (or from the table) unless
+        Python must keep it: a delivery holds it across awaits, or its records wait for the inventory."""
+        store = self.store
+        if store is None:
+            return False
+        if host_id in self.native_keys:
+            return True
+        if host_id in self.delivering or host_id in self.parked or host_id in self.released:
+            return False
+        held = self.states.pop(host_id, None)
+        changed = self.dirty.pop(host_id, None)
+        if changed is not None or held is not None:
+            state = changed or held
+            store.load(host_id, orjson.dumps(state), changed is not None)
+            self.native_keys[host_id] = state["key"]
+            return True
+        raw = self.table.get(host_id.encode())
+        if raw is None:
+            return False  # a host never seen: the Python engine starts its state
+        store.load(host_id, raw, False)
+        self.native_keys[host_id] = store.key(host_id)
+        return True
+
+    def _pinned_key(self, host_id: str) -> Any:
+        if self._native(host_id):
+            return self.native_keys[host_id]
+        return (self.get(host_id) or {}).get("key")
 
     def put(self, state: dict[str, Any]) -> None:
         """Write a host's state to the table (and so to its changelog). The records it took in so far
@@ -216,6 +293,13 @@ class Processor:
         # The verify threads check one chunk's signatures while this thread decodes and applies
         # the chunk before it, so it waits only for the first chunk's answers.
         for chunk, checking in self._verify_ahead(messages):
+            if self.store is not None:
+                # a pipeline: this chunk is routed while the ingest thread applies the one before; that
+                # one is settled (its other records through the Python engine) before this one goes in
+                routed = self._route(chunk, await checking)
+                await self._settle()
+                self._submit(routed)
+                continue
             decoded = [_decode(msg) for msg in chunk]
             verified = await checking
             for msg, dec in zip(chunk, decoded):
@@ -228,6 +312,67 @@ class Processor:
         if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
 
+    def _route(self, chunk: list[Any], verified: Verified) -> Routed:
+        """Split a chunk into the records the native store may take and those for the Python engine.
+        Each host's records still apply in order: its records leave the fast path at its first one
+        that cannot take it (another topic, an identity check) or that the store declines (the
+        store declines the host's later ones in the chunk too), and the chunk goes to the ingest
+        thread only once the chunk before is settled. The Python engine takes a host's state out of
+        the store (get) to apply a record, so the store declines that host until a later chunk's
+        routing (_native) brings it back."""
+        store, cfg = self.store, self.cfg
+        assert store is not None
+        routed = Routed(chunk, verified)
+        stopped: set[str] = set()
+        for msg in chunk:
+            host_id = msg.key.decode("ascii", "replace") if msg.key else ""
+            if (msg.topic == "hm.usage.v1" and host_id not in stopped and self._native(host_id)
+                    and native.identity_ok(host_id, self.native_keys[host_id], msg.value, msg.headers, cfg, verified)):
+                routed.items.append((host_id, msg.value))
+                routed.fast.append(msg)
+            else:
+                stopped.add(host_id)
+                routed.python.append(msg)
+        return routed
+
+    def _submit(self, routed: Routed) -> None:
+        """Hand the chunk's fast records to the ingest thread; settled by the next _settle."""
+        if routed.items:
+            routed.now_us = int(time.time() * 1e6)
+            routed.taken = asyncio.get_running_loop().run_in_executor(
+                self.ingest_pool, self.store.ingest, routed.items, routed.now_us)  # type: ignore[union-attr]
+        self.inflight = routed
+
+    async def _settle(self) -> None:
+        """Finish the chunk in the ingest thread: the records the store took are done (acked at the next
+        checkpoint); those it declined (a declined host's later ones too) and those routed to Python go
+        through _handle, in the chunk's order. The timer settles too, so a last chunk never waits for
+        the next fetch."""
+        async with self.settling:
+            routed, self.inflight = self.inflight, None
+            if routed is None:
+                return
+            declined = []
+            if routed.taken is not None:
+                accepted = 0
+                for msg, (host_id, _value), ts in zip(routed.fast, routed.items, await routed.taken):
+                    if ts is None:
+                        declined.append(msg)
+                        continue
+                    accepted += 1
+                    self._look_after(host_id, ts, routed.now_us)
+                    msg.value = None
+                    self.unacked.append(msg)
+                self.stats["accepted"] += accepted
+            todo = routed.python
+            if declined:
+                position = {id(msg): i for i, msg in enumerate(routed.chunk)}
+                todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
+            for msg in todo:
+                if await self._handle(msg, first=True, verified=routed.verified):
+                    msg.value = None
+                    self.unacked.append(msg)
+
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
         records that changed them. faust commits an offset only once it is acked and the producer is
@@ -237,6 +382,9 @@ class Processor:
         dirty, self.dirty = self.dirty, {}
         for state in dirty.values():
             self.put(state)
+        if self.store is not None:
+            for host_id, raw in self.store.dump_dirty():
+                self.table[host_id.encode()] = raw
         done, self.unacked = self.unacked, []
         ack = self.app.consumer.ack
         for msg in done:
@@ -266,8 +414,7 @@ class Processor:
                 if isinstance(key_b64, str):
                     claimed.setdefault(host_id, key_b64)
             else:
-                state = self.get(host_id)
-                key_b64 = (state or {}).get("key") or enrolled.get(host_id) or claimed.get(host_id)
+                key_b64 = self._pinned_key(host_id) or enrolled.get(host_id) or claimed.get(host_id)
             if isinstance(key_b64, str):
                 try:
                     jobs[-1] = (base64.b64decode(key_b64, validate=True), schema, msg.value, sig)
@@ -432,10 +579,11 @@ class Processor:
         log.info("last %.0f s: %d records (%.0f/s): %d accepted, %d rejected%s; %d outputs sent; %d hosts in memory, "
                  "%d parked", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
-                 done["emitted"], len(self.states), sum(len(v) for v in self.parked.values()))
+                 done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()))
 
     async def _tick(self) -> None:
         app = self.app
+        await self._settle()  # the last chunk of a fetch, when no next fetch came to settle it
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
         if self.parked:
@@ -498,6 +646,14 @@ class Processor:
         return TopicPartition(topic, partition_for(host_id.encode(), self.topic_partitions[topic]))
 
     async def _deliver(self, states: list[dict[str, Any]]) -> None:
+        hosts = {state["host_id"] for state in states}
+        self.delivering |= hosts  # these dicts are changed after the sends: not into the native store meanwhile
+        try:
+            await self._send_outboxes(states)
+        finally:
+            self.delivering -= hosts
+
+    async def _send_outboxes(self, states: list[dict[str, Any]]) -> None:
         """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
         An outbox that carries a mark may have been sent before (a crash, a failed send): what the
         marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable

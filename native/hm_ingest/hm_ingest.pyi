@@ -1,0 +1,35 @@
+"""Native host-state store with a GIL-free batch fast path for hm.usage.v1: see src/lib.rs."""
+
+class HostStore:
+    """Host states (the JSON of processors.engine.new_state) by host_id, each with a dirty flag.
+    Thread-safe: ``ingest`` and ``dump_dirty`` run with the GIL released; the other calls take the
+    store's lock with it held, waiting for at most one record of an ingest in another thread."""
+
+    def __init__(self, usage_schema_json: str, proof_len_us: int, agg: list[tuple[str, int]],
+                 stale_after_s: float, clock_skew_s: float, over_capacity_factor: float,
+                 new_proof_acc_json: bytes, new_agg_acc_json: bytes) -> None:
+        """``agg``: (window name, length in us) in the engine's order; the templates are
+        orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc())."""
+
+    def load(self, host_id: str, state_json: bytes, dirty: bool) -> None:
+        """Insert or replace a host's state."""
+
+    def take(self, host_id: str) -> tuple[bytes, bool] | None:
+        """Remove a host's state: (its JSON, its dirty flag), or None if not stored."""
+
+    def dump_dirty(self) -> list[tuple[str, bytes]]:
+        """(host_id, state JSON) of every dirty state; clears their flags, the states stay."""
+
+    def key(self, host_id: str) -> str | None:
+        """The state's pinned key (None if absent, null, or the host is not stored)."""
+
+    def hosts(self) -> list[str]: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, host_id: str) -> bool: ...
+
+    def ingest(self, batch: list[tuple[str, bytes]], now_us: int) -> list[int | None]:
+        """Per (host_id, value), in order and with the GIL released: the record's ts when the fast
+        path accepted it into the host's stored state (now dirty), else None with that state
+        untouched; once a host declines, its later records in the batch decline too. The caller
+        has checked the identity rules for every record."""
