@@ -2,9 +2,8 @@
 //!
 //! Why: in Python the per-record work (parse, JSON Schema, the seq/time/counter/capacity rules,
 //! the window updates) costs tens of microseconds of interpreter time per record, and the
-//! interpreter has one thread. Here the host states live natively (serde_json values) and
-//! `HostStore.ingest` runs a whole batch with the GIL released, so that work leaves the
-//! interpreter's thread.
+//! interpreter has one thread. Here the host states live natively and `HostStore.ingest` runs a
+//! whole batch with the GIL released, so that work leaves the interpreter's thread.
 //!
 //! A fast path, not a second engine: `ingest` accepts only the common case (the next seq of a
 //! boot the state already knows, every rule passing) and declines anything else, leaving that
@@ -14,47 +13,57 @@
 //! dict key order (tests/unit/processors/test_native_ingest.py compares the two). Each record is
 //! worked in two phases: every read and check on the borrowed state (any surprise declines), then
 //! the writes, which cannot fail.
+//!
+//! A state is held typed (state.rs: the parts the fast path reads and writes as Rust fields, the
+//! rest as its JSON text) when it writes back to the very bytes it was loaded from, else as those
+//! bytes, and then every record of its host declines. A typed state is written as orjson.dumps
+//! writes the Python state.
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+mod state;
+use state::{AggAcc, Boot, ONum, ProofAcc, State, Wins};
 
 const SCHEMA: &str = "hm.usage.v1";
 /// validation.COUNTERS: cumulative counters that must not go backwards within a boot.
 const COUNTERS: [&str; 5] = ["cpu.busy_s", "disk.read_bytes", "disk.write_bytes", "network.rx_bytes", "network.tx_bytes"];
-/// proofs.BYTE_COUNTERS: name -> (counter, rate)
-const BYTE_COUNTERS: [(&str, &str, &str); 4] = [
-    ("disk_read", "disk.read_bytes", "disk.read_bytes_per_s"),
-    ("disk_write", "disk.write_bytes", "disk.write_bytes_per_s"),
-    ("net_rx", "network.rx_bytes", "network.rx_bytes_per_s"),
-    ("net_tx", "network.tx_bytes", "network.tx_bytes_per_s"),
+/// proofs.BYTE_COUNTERS' names, in its order (the state's acc["bytes"])
+const BYTE_NAMES: [&str; 4] = ["disk_read", "disk_write", "net_rx", "net_tx"];
+/// aggregation.SUMS' and aggregation.RATES' figures, in their order
+const SUM_NAMES: [&str; 5] = ["cpu_utilisation", "memory_used_bytes", "psi_cpu", "psi_memory", "psi_io"];
+const RATE_NAMES: [&str; 4] = ["disk_read", "disk_write", "net_rx", "net_tx"];
+
+/// The paths of validation.USAGE_NUMBERS that the rules and windows read: COUNTERS, then
+/// aggregation.SUMS' paths, then aggregation.RATES' (also proofs.BYTE_COUNTERS' rates), then the rest.
+const PATHS: [&str; NP] = [
+    "cpu.busy_s", "disk.read_bytes", "disk.write_bytes", "network.rx_bytes", "network.tx_bytes",
+    "cpu.utilisation", "memory.used_bytes", "load.psi.cpu.some_avg10", "load.psi.memory.some_avg10",
+    "load.psi.io.some_avg10",
+    "disk.read_bytes_per_s", "disk.write_bytes_per_s", "network.rx_bytes_per_s", "network.tx_bytes_per_s",
+    "cpu.cores", "cpu.busy_core_s", "memory.total_bytes",
 ];
-/// aggregation.SUMS and aggregation.RATES: figure -> dotted path
-const SUMS: [(&str, &str); 5] = [
-    ("cpu_utilisation", "cpu.utilisation"),
-    ("memory_used_bytes", "memory.used_bytes"),
-    ("psi_cpu", "load.psi.cpu.some_avg10"),
-    ("psi_memory", "load.psi.memory.some_avg10"),
-    ("psi_io", "load.psi.io.some_avg10"),
-];
-const RATES: [(&str, &str); 4] = [
-    ("disk_read", "disk.read_bytes_per_s"),
-    ("disk_write", "disk.write_bytes_per_s"),
-    ("net_rx", "network.rx_bytes_per_s"),
-    ("net_tx", "network.tx_bytes_per_s"),
-];
-/// The other paths of validation.USAGE_NUMBERS that the rules and windows read.
-const OTHER_NUMBERS: [&str; 3] = ["cpu.cores", "cpu.busy_core_s", "memory.total_bytes"];
+const NP: usize = 17;
+const P_SUMS: usize = 5;
+const P_MEM_USED: usize = 6;
+const P_RATES: usize = 10;
+const P_CORES: usize = 14;
+const P_BUSY_CORE_S: usize = 15;
+const P_MEM_TOTAL: usize = 16;
+/// proofs.BYTE_COUNTERS in BYTE_NAMES' order: (counter, rate) as indices of PATHS
+const BYTES: [(usize, usize); 4] = [(1, P_RATES), (2, P_RATES + 1), (3, P_RATES + 2), (4, P_RATES + 3)];
 
 /// A number with Python's arithmetic: int op int stays an int (declining past i64), anything with
 /// a float is a float (the int converted first, rounded to nearest as CPython does).
-#[derive(Clone, Copy, Debug)]
-enum Num {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
     I(i64),
     F(f64),
 }
@@ -108,11 +117,11 @@ impl Num {
     fn le(self, o: Num) -> bool {
         matches!(self.cmp(o), Some(Ordering::Less | Ordering::Equal))
     }
-    /// The JSON value; None (decline) for inf or NaN, which orjson would write as null.
-    fn value(self) -> Option<Value> {
+    /// The number to store; None (decline) for inf or NaN, which orjson would write as null.
+    fn fin(self) -> Option<Num> {
         match self {
-            I(i) => Some(Value::from(i)),
-            F(f) => Number::from_f64(f).map(Value::Number),
+            F(f) if !f.is_finite() => None,
+            n => Some(n),
         }
     }
 }
@@ -146,25 +155,6 @@ fn num(v: &Value) -> Option<Option<Num>> {
     }
 }
 
-/// A state field that must hold a number or null (None for null); anything else declines.
-fn num_or_null(v: Option<&Value>) -> Option<Option<Num>> {
-    match v? {
-        Value::Null => Some(None),
-        v => Some(Some(num(v)??)),
-    }
-}
-
-fn int(v: Option<&Value>) -> Option<i64> {
-    match num(v?)? {
-        Some(I(i)) => Some(i),
-        _ => None,
-    }
-}
-
-fn obj<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
-    m.get(key)?.as_object()
-}
-
 /// A float -0.0 anywhere in the record: orjson reads the literal `-0` as the int 0 and serde_json
 /// as -0.0, so such a record is left to Python rather than told apart.
 fn has_negative_zero(v: &Value) -> bool {
@@ -193,70 +183,6 @@ fn pick(rec: &Map<String, Value>, path: &str) -> Option<Option<Num>> {
     Some(None)
 }
 
-/// A `[sum, count]` pair of an aggregation accumulator, or `default` where the figure is new.
-fn pair(m: &Map<String, Value>, key: &str, default: (Num, Num)) -> Option<(Num, Num)> {
-    let Some(v) = m.get(key) else { return Some(default) };
-    match v.as_array()?.as_slice() {
-        [a, b] => Some((num(a)??, num(b)??)),
-        _ => None,
-    }
-}
-
-/// A window's accumulator as it is, or the template of a fresh one. One whose keys are not the
-/// template's, in its order, declines: Python would raise, or add a key at the end.
-fn acc_ref<'a>(wins: &'a Map<String, Value>, key: &str, template: &'a Map<String, Value>)
-               -> Option<&'a Map<String, Value>> {
-    match wins.get(key) {
-        None => Some(template),
-        Some(v) => {
-            let acc = v.as_object()?;
-            (acc.len() == template.len() && acc.keys().eq(template.keys())).then_some(acc)
-        }
-    }
-}
-
-/// The writes into one window's accumulator (`windows[family][key]`, made from the template if
-/// new): `acc[field] = value` or `acc[field][sub] = value` in order (a new key goes last, as in a
-/// Python dict), then the record's sources the accumulator lacks appended.
-struct AccWrites {
-    family: String,
-    key: String,
-    sets: Vec<(&'static str, Option<&'static str>, Value)>,
-    sources: Vec<String>,
-}
-
-impl AccWrites {
-    /// proofs._sources / aggregation._add_sources: each of the record's sources not yet listed.
-    fn new(family: &str, key: String, acc: &Map<String, Value>, sources: &[&str]) -> Option<Self> {
-        let listed = acc.get("sources")?.as_array()?;
-        let mut new: Vec<String> = Vec::new();
-        for s in sources {
-            if !listed.iter().any(|v| v.as_str() == Some(s)) && !new.iter().any(|n| n == s) {
-                new.push((*s).to_owned());
-            }
-        }
-        Some(Self { family: family.to_owned(), key, sets: Vec::with_capacity(24), sources: new })
-    }
-
-    fn set(&mut self, field: &'static str, n: Num) -> Option<()> {
-        self.sets.push((field, None, n.value()?));
-        Some(())
-    }
-}
-
-/// What an accepted record writes into the state, worked out before anything is written.
-struct Plan {
-    ts: i64,
-    boot: String,
-    seq: i64,
-    accepted: i64,
-    wm: i64,
-    now_us: i64,
-    proof: AccWrites,
-    last: Value,
-    aggs: Vec<AccWrites>,
-}
-
 struct Config {
     validator: jsonschema::Validator,
     proof_len_us: i64,
@@ -264,8 +190,8 @@ struct Config {
     stale_after_s: f64,
     clock_skew_s: f64,
     over_capacity_factor: f64,
-    new_proof_acc: Map<String, Value>,
-    new_agg_acc: Map<String, Value>,
+    new_proof_acc: ProofAcc,
+    new_agg_acc: AggAcc,
 }
 
 impl Config {
@@ -282,15 +208,26 @@ impl Config {
         Some(rec)
     }
 
-    /// Engine.ingest's decisions and writes for the common case; None declines.
-    fn plan(&self, state: &Value, rec: &Map<String, Value>, value: &[u8], now_us: i64) -> Option<Plan> {
+    /// Every number of PATHS in the record (validation.numbers); None declines.
+    fn numbers(rec: &Map<String, Value>) -> Option<[ONum; NP]> {
+        let mut nums = [None; NP];
+        for (n, path) in nums.iter_mut().zip(PATHS) {
+            *n = pick(rec, path)?;
+        }
+        Some(nums)
+    }
+
+    /// Engine.ingest's decisions for the common case, on the borrowed state; None declines. The
+    /// dashboard windows' writes go to ``aggs``. ``vh``: sha256 of the record's value.
+    fn plan(&self, st: &State, rec: &Map<String, Value>, vh: &[u8; 32], now_us: i64, aggs: &mut Vec<AggPlan>)
+            -> Option<Plan> {
         // integral floats pass "integer" but stay floats in Python: as_i64 declines them
         let (boot, seq, ts) = (rec.get("boot_id")?.as_str()?, rec.get("seq")?.as_i64()?, rec.get("ts")?.as_i64()?);
-        let st = state.as_object()?;
 
         // dedupe: only the next seq of a boot already seen (first sights, gaps, fills: Python)
-        let entry = obj(obj(st, "seqs")?, SCHEMA)?.get(boot)?.as_array()?;
-        if entry.len() != 2 || int(entry.first())?.checked_add(1)? != seq {
+        let si = st.seqs.iter().position(|(s, _)| s == SCHEMA)?;
+        let bi = st.seqs[si].1.iter().position(|b: &Boot| b.id == boot)?;
+        if st.seqs[si].1[bi].top.checked_add(1)? != seq {
             return None;
         }
 
@@ -299,70 +236,50 @@ impl Config {
         if age_s > self.stale_after_s || age_s.abs() > self.clock_skew_s {
             return None;
         }
-        let closed = obj(st, "closed")?;
+        let closed = |name: &str| match st.closed.iter().find(|(k, _)| k == name) {
+            Some((_, I(i))) => Some(*i),
+            _ => None,
+        };
         let pstart = ts - ts.rem_euclid(self.proof_len_us);
-        if pstart.checked_add(self.proof_len_us)? <= int(closed.get("proof"))? {
+        if pstart.checked_add(self.proof_len_us)? <= closed("proof")? {
             return None;
         }
 
         // validation.numbers and counters_of
-        let mut nums: Vec<(&str, Num)> = Vec::with_capacity(17);
-        let paths = COUNTERS.iter().chain(SUMS.iter().map(|(_, p)| p)).chain(RATES.iter().map(|(_, p)| p))
-            .chain(OTHER_NUMBERS.iter());
-        for path in paths {
-            if let Some(n) = pick(rec, path)? {
-                nums.push((path, n));
-            }
-        }
-        let nget = |path: &str| nums.iter().find(|(p, _)| *p == path).map(|(_, n)| *n);
-        let counters: Vec<(&str, Num)> = COUNTERS.iter().filter_map(|p| nget(p).map(|n| (*p, n))).collect();
+        let nums = Self::numbers(rec)?;
 
         // the baseline: the previous sample of this boot (none, or another boot's: Python)
-        let last = obj(st, "last")?;
-        if last.get("boot_id")?.as_str()? != boot || int(last.get("seq"))? >= seq {
+        let last = st.last.as_ref()?;
+        if last.boot != boot || last.seq >= seq {
             return None;
         }
-        let base = obj(last, "counters")?;
-        let mut baseline: Vec<(&str, Num)> = Vec::new();
-        for path in COUNTERS {
-            if let Some(v) = base.get(path) {
-                baseline.push((path, num(v)??)); // a null would make Python raise in counter_deltas
-            }
-        }
-        let base_of = |path: &str| baseline.iter().find(|(p, _)| *p == path).map(|(_, n)| *n);
+        let base = &last.counters;
         // validation.check_counters
-        for (path, v) in &counters {
-            if base_of(path).is_some_and(|before| !before.le(*v)) {
-                return None;
+        for (before, now) in base.iter().zip(&nums[..5]) {
+            if let (Some(before), Some(now)) = (before, now) {
+                if !before.le(*now) {
+                    return None;
+                }
             }
         }
 
         // validation.check_capacity
-        let inventory = match st.get("inventory")? {
-            Value::Null => None,
-            v => Some(v.as_object()?),
-        };
-        let inv_num = |key: &str| -> Option<Option<Num>> {
-            match inventory.and_then(|inv| inv.get(key)) {
-                None => Some(None),
-                v => num_or_null(v),
-            }
-        };
+        let (inv_cores, inv_mem) = st.inv.unwrap_or((None, None));
         let elapsed = match rec.get("elapsed_s") {
             Some(v) => Some(num(v)??), // a null or non-number elapsed_s: Python
             None => None,
         };
-        let cores = match inv_num("cores")? {
+        let cores = match inv_cores {
             Some(c) if c.truthy() => Some(c),
-            _ => nget("cpu.cores"),
+            _ => nums[P_CORES],
         };
-        if let (Some(busy), Some(cores), Some(elapsed)) = (nget("cpu.busy_core_s"), cores, elapsed) {
+        if let (Some(busy), Some(cores), Some(elapsed)) = (nums[P_BUSY_CORE_S], cores, elapsed) {
             if !busy.le(cores.mul(elapsed)?.mul(F(self.over_capacity_factor))?) {
                 return None;
             }
         }
-        if let Some(used) = nget("memory.used_bytes") {
-            for total in [nget("memory.total_bytes"), inv_num("memory_total_bytes")?].into_iter().flatten() {
+        if let Some(used) = nums[P_MEM_USED] {
+            for total in [nums[P_MEM_TOTAL], inv_mem].into_iter().flatten() {
                 if !used.le(total) {
                     return None;
                 }
@@ -375,45 +292,41 @@ impl Config {
             Some(v) => Some(num(v)??), // `record.get("interval_s") or ...` would keep a non-number
         }
         .filter(|i| i.truthy());
-        let sources: Vec<&str> = match rec.get("sources") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
         let elapsed_or_0 = elapsed.filter(|e| e.truthy()).unwrap_or(I(0)); // `record.get("elapsed_s") or 0`
         let skew = now_us.checked_sub(ts)?.checked_abs()?;
 
         // the proof window (proofs.counter_deltas, proofs.add_usage)
-        let windows = obj(st, "windows")?;
-        let pkey = pstart.to_string();
-        let pacc = acc_ref(obj(windows, "proof")?, &pkey, &self.new_proof_acc)?;
-        let mut pw = AccWrites::new("proof", pkey, pacc, &sources)?;
-        pw.set("n", I(int(pacc.get("n"))?.checked_add(1)?))?;
-        pw.set("inputs", I(int(pacc.get("inputs"))?.checked_add(1)?))?;
-        let mut prev = [0u8; 32];
-        hex::decode_to_slice(pacc.get("digest")?.as_str()?, &mut prev).ok()?;
-        let digest = hex::encode(Sha256::new().chain_update(prev).chain_update(Sha256::digest(value)).finalize());
-        pw.sets.push(("digest", None, Value::String(digest)));
-        if let Some(i) = interval {
-            pw.set("interval_s", i)?;
-        }
-        let (first_seq, last_seq) = if pacc.get("boot_id")?.as_str() == Some(boot) {
-            (int(pacc.get("first_seq"))?.min(seq), int(pacc.get("last_seq"))?.max(seq))
-        } else {
-            pw.sets.push(("boot_id", None, Value::from(boot)));
-            (seq, seq)
+        let pfam = st.windows.iter().position(|f| f.name == "proof")?;
+        let Wins::Proof(pwins) = &st.windows[pfam].wins else { return None };
+        let pwin = pwins.iter().position(|(s, _)| *s == pstart);
+        let pacc = pwin.map_or(&self.new_proof_acc, |i| &pwins[i].1);
+        let int = |n: ONum| match n {
+            Some(I(i)) => Some(i),
+            _ => None,
         };
-        pw.set("first_seq", I(first_seq))?;
-        pw.set("last_seq", I(last_seq))?;
-        if let Some(busy) = nget("cpu.busy_core_s") {
-            pw.set("cpu_core_s", num_or_null(pacc.get("cpu_core_s"))??.add(busy)?)?;
-        }
-        if let Some(I(c)) = nget("cpu.cores") {
-            let cur = num_or_null(pacc.get("cores"))?.filter(|x| x.truthy()).unwrap_or(I(0));
-            pw.set("cores", if I(c).gt(cur) { I(c) } else { cur })?; // max() keeps the first of equals
-        }
-        if let Some(used) = nget("memory.used_bytes") {
-            pw.set("mem_byte_s", num_or_null(pacc.get("mem_byte_s"))??.add(used.mul(elapsed_or_0)?)?)?;
-        }
+        let digest: [u8; 32] = Sha256::new().chain_update(pacc.digest).chain_update(vh).finalize().into();
+        let new_boot = pacc.boot_id.as_deref() != Some(boot);
+        let (first_seq, last_seq) = if new_boot {
+            (seq, seq)
+        } else {
+            (int(pacc.first_seq)?.min(seq), int(pacc.last_seq)?.max(seq))
+        };
+        let cpu_core_s = match nums[P_BUSY_CORE_S] {
+            Some(busy) => Some(pacc.cpu_core_s?.add(busy)?.fin()?),
+            None => None,
+        };
+        let pcores = match nums[P_CORES] {
+            Some(I(c)) => {
+                let cur = pacc.cores.filter(|x| x.truthy()).unwrap_or(I(0));
+                Some(if I(c).gt(cur) { I(c) } else { cur }) // max() keeps the first of equals
+            }
+            _ => None,
+        };
+        let mem_byte_s = match nums[P_MEM_USED] {
+            Some(used) => Some(pacc.mem_byte_s?.add(used.mul(elapsed_or_0)?)?.fin()?),
+            None => None,
+        };
+        let mut gpu_s = None;
         if let Some(Value::Array(gpus)) = rec.get("gpu") {
             if !gpus.is_empty() {
                 let mut total = I(0); // sum() starts from the int 0
@@ -424,169 +337,322 @@ impl Config {
                     };
                     total = total.add(if u.truthy() { u } else { I(0) }.mul(elapsed_or_0)?)?;
                 }
-                let start = num_or_null(pacc.get("gpu_s"))?.filter(|x| x.truthy()).unwrap_or(F(0.0));
-                pw.set("gpu_s", start.add(total)?)?;
+                let start = pacc.gpu_s.filter(|x| x.truthy()).unwrap_or(F(0.0));
+                gpu_s = Some(start.add(total)?.fin()?);
             }
         }
-        let bytes = obj(pacc, "bytes")?;
-        for (name, counter, rate) in BYTE_COUNTERS {
-            let delta = match (base_of(counter), nget(counter)) {
-                (Some(before), Some(now)) if !base.is_empty() => now.sub(before)?,
-                _ => nget(rate).unwrap_or(F(0.0)).mul(elapsed_or_0)?,
+        let mut bytes = [I(0); 4];
+        for (i, (counter, rate)) in BYTES.into_iter().enumerate() {
+            let delta = match (base[counter], nums[counter]) {
+                (Some(before), Some(now)) => now.sub(before)?,
+                _ => nums[rate].unwrap_or(F(0.0)).mul(elapsed_or_0)?,
             };
-            let v = num_or_null(bytes.get(name))??.add(delta)?;
-            pw.sets.push(("bytes", Some(name), v.value()?));
+            bytes[i] = pacc.bytes[i]?.add(delta)?.fin()?;
         }
-        if I(skew).gt(num_or_null(pacc.get("max_skew_us"))??) {
-            pw.set("max_skew_us", I(skew))?;
-        }
-
-        // the new baseline
-        let mut new_counters = Map::new();
-        for (path, v) in &counters {
-            new_counters.insert((*path).to_owned(), v.value()?);
-        }
-        let mut new_last = Map::new();
-        new_last.insert("boot_id".into(), Value::from(boot));
-        new_last.insert("seq".into(), Value::from(seq));
-        new_last.insert("counters".into(), Value::Object(new_counters));
+        let max_skew_us = if I(skew).gt(pacc.max_skew_us?) { Some(I(skew)) } else { None };
+        let proof = ProofPlan {
+            fam: pfam,
+            win: pwin,
+            start: pstart,
+            n: int(pacc.n)?.checked_add(1)?,
+            inputs: int(pacc.inputs)?.checked_add(1)?,
+            digest,
+            new_boot,
+            first_seq,
+            last_seq,
+            cpu_core_s,
+            cores: pcores,
+            mem_byte_s,
+            gpu_s,
+            bytes,
+            max_skew_us,
+        };
 
         // the dashboard windows (aggregation.usage_figures, aggregation.add_usage)
-        let cores = nget("cpu.cores").filter(|c| c.truthy());
-        let mem_total = nget("memory.total_bytes").filter(|m| m.truthy());
-        let mut aggs = Vec::with_capacity(self.agg.len());
+        aggs.clear();
+        let rate_elapsed = elapsed.filter(|e| e.truthy());
         for (name, length) in &self.agg {
             let start = ts - ts.rem_euclid(*length);
-            if start.checked_add(*length)? <= int(closed.get(name))? {
+            if start.checked_add(*length)? <= closed(name)? {
                 continue; // that window was emitted; the proof still counts the record
             }
-            let akey = start.to_string();
-            let acc = acc_ref(obj(windows, name)?, &akey, &self.new_agg_acc)?;
-            let mut aw = AccWrites::new(name, akey, acc, &sources)?;
-            aw.set("n", I(int(acc.get("n"))?.checked_add(1)?))?;
-            if let Some(i) = interval {
-                aw.set("interval_s", i)?;
-            }
-            aw.sets.push(("boot_id", None, Value::from(boot)));
-            if let Some(c) = cores {
-                aw.set("cores", c)?;
-            }
-            if let Some(m) = mem_total {
-                aw.set("mem_total", m)?;
-            }
-            let (sums, maxes) = (obj(acc, "sum")?, obj(acc, "max")?);
-            for (figure, path) in SUMS {
-                let Some(v) = nget(path) else { continue };
-                let (s, c) = pair(sums, figure, (F(0.0), I(0)))?;
-                aw.sets.push(("sum", Some(figure), Value::Array(vec![s.add(v)?.value()?, c.add(I(1))?.value()?])));
-                let higher = match maxes.get(figure) {
+            let fam = st.windows.iter().position(|f| f.name == *name)?;
+            let Wins::Agg(wins) = &st.windows[fam].wins else { return None };
+            let win = wins.iter().position(|(s, _)| *s == start);
+            let acc = win.map_or(&self.new_agg_acc, |i| &wins[i].1);
+            let mut sums = [None; 5];
+            for (k, out) in sums.iter_mut().enumerate() {
+                let Some(v) = nums[P_SUMS + k] else { continue };
+                let (s, c) = acc.sum.iter().find(|e| e.0 as usize == k).map_or((F(0.0), I(0)), |e| (e.1, e.2));
+                let higher = match acc.max.iter().find(|e| e.0 as usize == k) {
                     None => true, // v > -inf
-                    Some(cur) => v.gt(num(cur)??), // a null max would make Python raise
+                    Some(&(_, cur)) => v.gt(cur),
                 };
-                if higher {
-                    aw.sets.push(("max", Some(figure), v.value()?));
+                *out = Some((s.add(v)?.fin()?, c.add(I(1))?.fin()?, higher.then_some(v)));
+            }
+            let mut rates = [None; 4];
+            if let Some(e) = rate_elapsed {
+                for (k, out) in rates.iter_mut().enumerate() {
+                    let Some(v) = nums[P_RATES + k] else { continue };
+                    let (s, w) = acc.rate.iter().find(|e| e.0 as usize == k).map_or((F(0.0), F(0.0)), |e| (e.1, e.2));
+                    *out = Some((s.add(v.mul(e)?)?.fin()?, w.add(e)?.fin()?));
                 }
             }
-            if let Some(e) = elapsed.filter(|e| e.truthy()) {
-                let rates = obj(acc, "rate")?;
-                for (figure, path) in RATES {
-                    let Some(v) = nget(path) else { continue };
-                    let (s, w) = pair(rates, figure, (F(0.0), F(0.0)))?;
-                    let entry = vec![s.add(v.mul(e)?)?.value()?, w.add(e)?.value()?];
-                    aw.sets.push(("rate", Some(figure), Value::Array(entry)));
-                }
-            }
-            aggs.push(aw);
+            aggs.push(AggPlan { fam, win, start, n: int(acc.n)?.checked_add(1)?, sums, rates });
         }
 
         // the state's counters and watermark
-        let accepted = int(obj(st, "counts")?.get("accepted"))?.checked_add(1)?;
-        let wm = match obj(st, "wm")?.get(SCHEMA) {
+        let accepted_i = st.counts.iter().position(|(k, _)| k == "accepted")?;
+        let accepted = int(Some(st.counts[accepted_i].1))?.checked_add(1)?;
+        let wm = match st.wm.iter().find(|(k, _)| k == SCHEMA) {
             None => 0,
-            v => int(v)?,
+            Some((_, v)) => int(Some(*v))?,
         };
-        match st.get("seen") {
-            None | Some(Value::Object(_)) => {}
-            Some(_) => return None, // setdefault would hand Python a non-dict
-        }
+        let mut counters = [None; 5];
+        counters.copy_from_slice(&nums[..5]);
         Some(Plan {
             ts,
-            boot: boot.to_owned(),
             seq,
+            si,
+            bi,
+            accepted_i,
             accepted,
             wm: if ts > wm { ts } else { wm },
             now_us,
-            proof: pw,
-            last: Value::Object(new_last),
-            aggs,
+            interval,
+            cores: nums[P_CORES].filter(|c| c.truthy()),
+            mem_total: nums[P_MEM_TOTAL].filter(|m| m.truthy()),
+            counters,
+            proof,
         })
+    }
+}
+
+/// What an accepted record writes into the proof window (`windows["proof"][start]`, made from the
+/// template when `win` is None).
+struct ProofPlan {
+    fam: usize,
+    win: Option<usize>,
+    start: i64,
+    n: i64,
+    inputs: i64,
+    digest: [u8; 32],
+    new_boot: bool,
+    first_seq: i64,
+    last_seq: i64,
+    cpu_core_s: ONum,
+    cores: ONum,
+    mem_byte_s: ONum,
+    gpu_s: ONum,
+    bytes: [Num; 4],
+    max_skew_us: ONum,
+}
+
+/// ... into one dashboard window: per figure the new [sum, count] and the new max if higher, the
+/// new rate pair.
+struct AggPlan {
+    fam: usize,
+    win: Option<usize>,
+    start: i64,
+    n: i64,
+    sums: [Option<(Num, Num, ONum)>; 5],
+    rates: [Option<(Num, Num)>; 4],
+}
+
+/// What an accepted record writes into the state, worked out before anything is written.
+struct Plan {
+    ts: i64,
+    seq: i64,
+    si: usize,
+    bi: usize,
+    accepted_i: usize,
+    accepted: i64,
+    wm: i64,
+    now_us: i64,
+    /// the record's interval_s, cpu.cores and memory.total_bytes when truthy
+    interval: ONum,
+    cores: ONum,
+    mem_total: ONum,
+    /// the new baseline's counters
+    counters: [ONum; 5],
+    proof: ProofPlan,
+}
+
+/// `d[key] = v` of a {key: number} dict: in place, or a new key last.
+fn set_num(m: &mut Vec<(String, Num)>, key: &str, v: Num) {
+    match m.iter_mut().find(|(k, _)| k == key) {
+        Some(e) => e.1 = v,
+        None => m.push((key.to_owned(), v)),
+    }
+}
+
+/// proofs._sources / aggregation._add_sources: each of the record's sources not yet listed.
+fn add_sources(listed: &mut Vec<String>, rec: &Map<String, Value>) {
+    if let Some(Value::Array(a)) = rec.get("sources") {
+        for s in a.iter().filter_map(Value::as_str) {
+            if !listed.iter().any(|l| l == s) {
+                listed.push(s.to_owned());
+            }
+        }
+    }
+}
+
+/// A new window goes last, as in the engine's `wins[str(start)] = new_acc()`.
+fn window<'a, T: Clone>(wins: &'a mut Vec<(i64, T)>, win: Option<usize>, start: i64, template: &T) -> &'a mut T {
+    let i = win.unwrap_or_else(|| {
+        wins.push((start, template.clone()));
+        wins.len() - 1
+    });
+    &mut wins[i].1
+}
+
+fn upsert<T>(v: &mut Vec<(u8, T)>, k: usize, x: T) {
+    match v.iter_mut().find(|e| e.0 as usize == k) {
+        Some(e) => e.1 = x,
+        None => v.push((k as u8, x)),
     }
 }
 
 const CHECKED: &str = "checked by Config::plan";
 
-fn at<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    m.get_mut(key).and_then(Value::as_object_mut).expect(CHECKED)
-}
-
 /// The writes of a plan. Every place written was checked by `plan` on this very state, so the
 /// lookups cannot miss; a missing one is a bug, not a record to decline.
-fn apply(state: &mut Value, plan: Plan, cfg: &Config) {
-    let st = state.as_object_mut().expect(CHECKED);
-    let seqs = at(at(st, "seqs"), SCHEMA);
-    seqs.get_mut(&plan.boot).and_then(Value::as_array_mut).expect(CHECKED)[0] = Value::from(plan.seq);
-    at(st, "counts").insert("accepted".into(), Value::from(plan.accepted));
-    // a missing "seen" is added at the end, as setdefault does
-    let seen = st.entry("seen").or_insert_with(|| Value::Object(Map::new()));
-    seen.as_object_mut().expect(CHECKED).insert(SCHEMA.into(), Value::from(plan.now_us));
-    at(st, "wm").insert(SCHEMA.into(), Value::from(plan.wm));
-    let windows = at(st, "windows");
-    apply_acc(windows, plan.proof, &cfg.new_proof_acc);
-    for w in plan.aggs {
-        apply_acc(windows, w, &cfg.new_agg_acc);
+fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, boot: &str, cfg: &Config) {
+    st.seqs[p.si].1[p.bi].top = p.seq;
+    st.counts[p.accepted_i].1 = I(p.accepted);
+    set_num(st.seen_mut(), SCHEMA, I(p.now_us)); // a missing "seen" is added at the end, as setdefault does
+    set_num(&mut st.wm, SCHEMA, I(p.wm));
+
+    let pp = &p.proof;
+    let Wins::Proof(wins) = &mut st.windows[pp.fam].wins else { unreachable!("{CHECKED}") };
+    let acc = window(wins, pp.win, pp.start, &cfg.new_proof_acc);
+    acc.n = Some(I(pp.n));
+    acc.inputs = Some(I(pp.inputs));
+    acc.digest = pp.digest;
+    if p.interval.is_some() {
+        acc.interval_s = p.interval;
     }
-    st.insert("last".into(), plan.last);
+    if pp.new_boot {
+        acc.boot_id = Some(boot.to_owned());
+    }
+    acc.first_seq = Some(I(pp.first_seq));
+    acc.last_seq = Some(I(pp.last_seq));
+    if pp.cpu_core_s.is_some() {
+        acc.cpu_core_s = pp.cpu_core_s;
+    }
+    if pp.cores.is_some() {
+        acc.cores = pp.cores;
+    }
+    if pp.mem_byte_s.is_some() {
+        acc.mem_byte_s = pp.mem_byte_s;
+    }
+    if pp.gpu_s.is_some() {
+        acc.gpu_s = pp.gpu_s;
+    }
+    acc.bytes = pp.bytes.map(Some);
+    if pp.max_skew_us.is_some() {
+        acc.max_skew_us = pp.max_skew_us;
+    }
+    add_sources(&mut acc.sources, rec);
+
+    let last = st.last.as_mut().expect(CHECKED); // of this boot: only its seq and counters change
+    last.seq = p.seq;
+    last.counters = p.counters;
+
+    for a in aggs {
+        let Wins::Agg(wins) = &mut st.windows[a.fam].wins else { unreachable!("{CHECKED}") };
+        let acc = window(wins, a.win, a.start, &cfg.new_agg_acc);
+        acc.n = Some(I(a.n));
+        if p.interval.is_some() {
+            acc.interval_s = p.interval;
+        }
+        if acc.boot_id.as_deref() != Some(boot) {
+            acc.boot_id = Some(boot.to_owned());
+        }
+        if p.cores.is_some() {
+            acc.cores = p.cores;
+        }
+        if p.mem_total.is_some() {
+            acc.mem_total = p.mem_total;
+        }
+        add_sources(&mut acc.sources, rec);
+        for (k, s) in a.sums.iter().enumerate() {
+            let Some((sum, count, max)) = *s else { continue };
+            match acc.sum.iter_mut().find(|e| e.0 as usize == k) {
+                Some(e) => (e.1, e.2) = (sum, count),
+                None => acc.sum.push((k as u8, sum, count)),
+            }
+            if let Some(m) = max {
+                upsert(&mut acc.max, k, m);
+            }
+        }
+        for (k, r) in a.rates.iter().enumerate() {
+            let Some((s, w)) = *r else { continue };
+            match acc.rate.iter_mut().find(|e| e.0 as usize == k) {
+                Some(e) => (e.1, e.2) = (s, w),
+                None => acc.rate.push((k as u8, s, w)),
+            }
+        }
+    }
 }
 
-fn apply_acc(windows: &mut Map<String, Value>, w: AccWrites, template: &Map<String, Value>) {
-    // a new window goes last, as in the engine's `wins[str(start)] = new_acc()`
-    let acc = at(windows, &w.family).entry(w.key).or_insert_with(|| Value::Object(template.clone()));
-    let acc = acc.as_object_mut().expect(CHECKED);
-    for (field, sub, value) in w.sets {
-        match sub {
-            None => acc.insert(field.into(), value),
-            Some(sub) => at(acc, field).insert(sub.into(), value),
-        };
+/// A stored state: typed, or (not in a shape the typed state writes back byte for byte) its JSON,
+/// whose records all decline.
+enum Host {
+    Typed(Box<State>),
+    Raw(Box<[u8]>),
+}
+
+impl Host {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Host::Typed(st) => st.write(out),
+            Host::Raw(json) => out.extend_from_slice(json),
+        }
     }
-    let listed = acc.get_mut("sources").and_then(Value::as_array_mut).expect(CHECKED);
-    listed.extend(w.sources.into_iter().map(Value::String));
+
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        self.write(&mut out);
+        out
+    }
 }
 
 struct Entry {
-    state: Value,
+    host: Host,
     dirty: bool,
+}
+
+struct Inner {
+    hosts: HashMap<String, Entry>,
+    /// scratch space for the dashboard windows' plans of one record
+    aggs: Vec<AggPlan>,
 }
 
 /// Host states by host_id, each the JSON of processors.engine.new_state, with a dirty flag.
 #[pyclass(frozen, module = "hm_ingest")]
 struct HostStore {
     cfg: Config,
-    hosts: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
 }
 
 fn value_error(err: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(err.to_string())
 }
 
-fn template(json: &[u8], what: &str) -> PyResult<Map<String, Value>> {
-    match serde_json::from_slice(json).map_err(value_error)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(PyValueError::new_err(format!("{what} is not a JSON object"))),
+/// A state as loaded: typed if it writes back to the same bytes, else kept as its bytes.
+fn load_state(cfg: &Config, json: &[u8]) -> PyResult<Host> {
+    if let Some(st) = State::parse(json, &cfg.agg) {
+        let mut out = Vec::with_capacity(json.len());
+        st.write(&mut out);
+        if out == json {
+            return Ok(Host::Typed(Box::new(st)));
+        }
     }
-}
-
-fn to_json(state: &Value) -> Vec<u8> {
-    serde_json::to_vec(state).expect("a serde_json Value with string keys always serialises")
+    match serde_json::from_slice::<Value>(json).map_err(value_error)? {
+        Value::Object(_) => Ok(Host::Raw(json.into())),
+        _ => Err(PyValueError::new_err("a host state is a JSON object")),
+    }
 }
 
 impl HostStore {
@@ -594,8 +660,8 @@ impl HostStore {
     /// the GIL released), so the cheap calls take the lock with the GIL held: each waits for at
     /// most one record. Releasing the GIL in every call instead handed it to other Python threads
     /// (the verify thread's) for up to a switch interval each time.
-    fn lock(&self) -> PyResult<MutexGuard<'_, HashMap<String, Entry>>> {
-        self.hosts.lock().map_err(|_| PyRuntimeError::new_err("hm_ingest.HostStore: poisoned by an earlier panic"))
+    fn lock(&self) -> PyResult<MutexGuard<'_, Inner>> {
+        self.inner.lock().map_err(|_| PyRuntimeError::new_err("hm_ingest.HostStore: poisoned by an earlier panic"))
     }
 }
 
@@ -615,64 +681,77 @@ impl HostStore {
         if proof_len_us <= 0 || agg.iter().any(|(_, n)| *n <= 0) {
             return Err(PyValueError::new_err("window lengths must be positive"));
         }
+        if agg.iter().any(|(n, _)| n == "proof") {
+            return Err(PyValueError::new_err("\"proof\" is the proof windows' family, not an aggregation's"));
+        }
+        let new_proof_acc = state::template(new_proof_acc_json, ProofAcc::parse, ProofAcc::write).ok_or_else(|| {
+            PyValueError::new_err("new_proof_acc_json is not the JSON of proofs.new_acc() that hm_ingest knows")
+        })?;
+        let new_agg_acc = state::template(new_agg_acc_json, AggAcc::parse, AggAcc::write).ok_or_else(|| {
+            PyValueError::new_err("new_agg_acc_json is not the JSON of aggregation.new_acc() that hm_ingest knows")
+        })?;
         let cfg = Config {
-            validator, proof_len_us, agg, stale_after_s, clock_skew_s, over_capacity_factor,
-            new_proof_acc: template(new_proof_acc_json, "new_proof_acc_json")?,
-            new_agg_acc: template(new_agg_acc_json, "new_agg_acc_json")?,
+            validator, proof_len_us, agg, stale_after_s, clock_skew_s, over_capacity_factor, new_proof_acc, new_agg_acc,
         };
-        Ok(Self { cfg, hosts: Mutex::new(HashMap::new()) })
+        Ok(Self { cfg, inner: Mutex::new(Inner { hosts: HashMap::new(), aggs: Vec::new() }) })
     }
 
     /// Insert or replace a host's state (its JSON, as orjson.dumps writes it).
     fn load(&self, host_id: String, state_json: &[u8], dirty: bool) -> PyResult<()> {
-        let state: Value = serde_json::from_slice(state_json).map_err(value_error)?;
-        if !state.is_object() {
-            return Err(PyValueError::new_err("a host state is a JSON object"));
-        }
-        self.lock()?.insert(host_id, Entry { state, dirty });
+        let host = load_state(&self.cfg, state_json)?;
+        self.lock()?.hosts.insert(host_id, Entry { host, dirty });
         Ok(())
     }
 
     /// Remove a host's state and return (its JSON, its dirty flag), or None if not stored.
     fn take<'py>(&self, py: Python<'py>, host_id: &str) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
-        let taken = self.lock()?.remove(host_id).map(|e| (to_json(&e.state), e.dirty));
-        Ok(taken.map(|(json, dirty)| (PyBytes::new(py, &json), dirty)))
+        let taken = self.lock()?.hosts.remove(host_id);
+        Ok(taken.map(|e| (PyBytes::new(py, &e.host.to_json()), e.dirty)))
     }
 
     /// (host_id, state JSON) of every dirty state; their flags are cleared, the states stay.
     fn dump_dirty<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let dumped = py.allow_threads(|| {
-            let mut hosts = self.lock()?;
-            Ok::<_, PyErr>(hosts.iter_mut().filter(|(_, e)| e.dirty).map(|(h, e)| {
+        let (buf, dumped) = py.allow_threads(|| {
+            let mut inner = self.lock()?;
+            let mut buf: Vec<u8> = Vec::new();
+            let mut dumped: Vec<(String, Range<usize>)> = Vec::new();
+            for (h, e) in inner.hosts.iter_mut().filter(|(_, e)| e.dirty) {
                 e.dirty = false;
-                (h.clone(), to_json(&e.state))
-            }).collect::<Vec<_>>())
+                let at = buf.len();
+                e.host.write(&mut buf);
+                dumped.push((h.clone(), at..buf.len()));
+            }
+            Ok::<_, PyErr>((buf, dumped))
         })?;
-        let items = dumped.iter().map(|(h, json)| PyTuple::new(py, [h.into_pyobject(py)?.into_any(),
-                                                                        PyBytes::new(py, json).into_any()]));
+        let items = dumped.into_iter().map(|(h, r)| {
+            PyTuple::new(py, [h.into_pyobject(py)?.into_any(), PyBytes::new(py, &buf[r]).into_any()])
+        });
         PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
     }
 
     /// The state's pinned ``key``: None if absent, null, or the host is not stored.
     fn key(&self, host_id: &str) -> PyResult<Option<String>> {
-        Ok(self.lock()?.get(host_id).and_then(|e| e.state.get("key")?.as_str().map(str::to_owned)))
+        Ok(self.lock()?.hosts.get(host_id).and_then(|e| match &e.host {
+            Host::Typed(st) => st.key(),
+            Host::Raw(json) => serde_json::from_slice::<Value>(json).ok()?.get("key")?.as_str().map(str::to_owned),
+        }))
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        Ok(self.lock()?.len())
+        Ok(self.lock()?.hosts.len())
     }
 
     fn __contains__(&self, host_id: &str) -> PyResult<bool> {
-        Ok(self.lock()?.contains_key(host_id))
+        Ok(self.lock()?.hosts.contains_key(host_id))
     }
 
     fn clear(&self) -> PyResult<()> {
-        self.lock()?.clear();
+        self.lock()?.hosts.clear();
         Ok(())
     }
 
     fn hosts(&self) -> PyResult<Vec<String>> {
-        Ok(self.lock()?.keys().cloned().collect())
+        Ok(self.lock()?.hosts.keys().cloned().collect())
     }
 
     /// For each (host_id, value) in order, with the GIL released: accept the record into the
@@ -703,18 +782,19 @@ impl HostStore {
 }
 
 impl HostStore {
-    /// One record, with the lock held for its state work only (not its parse): a take or load from
-    /// another thread waits for one record, not for the batch.
+    /// One record, with the lock held for its state work only (not its parse, schema and hash): a
+    /// take or load from another thread waits for one record, not for the batch.
     fn ingest_one(&self, host_id: &str, value: &[u8], now_us: i64) -> PyResult<Option<i64>> {
         let Some(rec) = self.cfg.parse(host_id, value) else { return Ok(None) };
-        let mut hosts = self.lock()?;
-        Ok(hosts.get_mut(host_id).and_then(|e| {
-            let plan = self.cfg.plan(&e.state, &rec, value, now_us)?;
-            let ts = plan.ts;
-            apply(&mut e.state, plan, &self.cfg);
-            e.dirty = true;
-            Some(ts)
-        }))
+        let vh: [u8; 32] = Sha256::digest(value).into();
+        let mut inner = self.lock()?;
+        let Inner { hosts, aggs } = &mut *inner;
+        let Some(Entry { host: Host::Typed(st), dirty }) = hosts.get_mut(host_id) else { return Ok(None) };
+        let Some(plan) = self.cfg.plan(st, &rec, &vh, now_us, aggs) else { return Ok(None) };
+        let boot = rec.get("boot_id").and_then(Value::as_str).expect(CHECKED);
+        apply(st, &plan, aggs, &rec, boot, &self.cfg);
+        *dirty = true;
+        Ok(Some(plan.ts))
     }
 }
 
