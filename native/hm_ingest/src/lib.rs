@@ -30,7 +30,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 mod state;
-use state::{AggAcc, Boot, ONum, ProofAcc, State, Wins};
+use smallvec::SmallVec;
+use state::{AggAcc, Family, ONum, ProofAcc, State, Template, S};
 
 const SCHEMA: &str = "hm.usage.v1";
 /// validation.COUNTERS: cumulative counters that must not go backwards within a boot.
@@ -190,8 +191,8 @@ struct Config {
     stale_after_s: f64,
     clock_skew_s: f64,
     over_capacity_factor: f64,
-    new_proof_acc: ProofAcc,
-    new_agg_acc: AggAcc,
+    new_proof_acc: Template<ProofAcc>,
+    new_agg_acc: Template<AggAcc>,
 }
 
 impl Config {
@@ -225,8 +226,8 @@ impl Config {
         let (boot, seq, ts) = (rec.get("boot_id")?.as_str()?, rec.get("seq")?.as_i64()?, rec.get("ts")?.as_i64()?);
 
         // dedupe: only the next seq of a boot already seen (first sights, gaps, fills: Python)
-        let si = st.seqs.iter().position(|(s, _)| s == SCHEMA)?;
-        let bi = st.seqs[si].1.iter().position(|b: &Boot| b.id == boot)?;
+        let si = st.seqs.iter().position(|(s, _)| st.s(*s) == SCHEMA)?;
+        let bi = st.seqs[si].1.iter().position(|b| st.s(b.id) == boot)?;
         if st.seqs[si].1[bi].top.checked_add(1)? != seq {
             return None;
         }
@@ -236,7 +237,7 @@ impl Config {
         if age_s > self.stale_after_s || age_s.abs() > self.clock_skew_s {
             return None;
         }
-        let closed = |name: &str| match st.closed.iter().find(|(k, _)| k == name) {
+        let closed = |name: &str| match st.closed.iter().find(|(k, _)| st.s(*k) == name) {
             Some((_, I(i))) => Some(*i),
             _ => None,
         };
@@ -250,7 +251,7 @@ impl Config {
 
         // the baseline: the previous sample of this boot (none, or another boot's: Python)
         let last = st.last.as_ref()?;
-        if last.boot != boot || last.seq >= seq {
+        if st.s(last.boot) != boot || last.seq >= seq {
             return None;
         }
         let base = &last.counters;
@@ -296,16 +297,16 @@ impl Config {
         let skew = now_us.checked_sub(ts)?.checked_abs()?;
 
         // the proof window (proofs.counter_deltas, proofs.add_usage)
-        let pfam = st.windows.iter().position(|f| f.name == "proof")?;
-        let Wins::Proof(pwins) = &st.windows[pfam].wins else { return None };
+        let pfam = st.windows.iter().position(|(name, _)| st.s(*name) == "proof")?;
+        let Family::Proof(pwins) = &st.windows[pfam].1 else { return None };
         let pwin = pwins.iter().position(|(s, _)| *s == pstart);
-        let pacc = pwin.map_or(&self.new_proof_acc, |i| &pwins[i].1);
+        let pacc = pwin.map_or(self.new_proof_acc.acc(), |i| &pwins[i].1);
         let int = |n: ONum| match n {
             Some(I(i)) => Some(i),
             _ => None,
         };
         let digest: [u8; 32] = Sha256::new().chain_update(pacc.digest).chain_update(vh).finalize().into();
-        let new_boot = pacc.boot_id.as_deref() != Some(boot);
+        let new_boot = pacc.boot_id.map(|b| st.s(b)) != Some(boot);
         let (first_seq, last_seq) = if new_boot {
             (seq, seq)
         } else {
@@ -376,10 +377,10 @@ impl Config {
             if start.checked_add(*length)? <= closed(name)? {
                 continue; // that window was emitted; the proof still counts the record
             }
-            let fam = st.windows.iter().position(|f| f.name == *name)?;
-            let Wins::Agg(wins) = &st.windows[fam].wins else { return None };
+            let fam = st.windows.iter().position(|(n, _)| st.s(*n) == name)?;
+            let Family::Agg(wins) = &st.windows[fam].1 else { return None };
             let win = wins.iter().position(|(s, _)| *s == start);
-            let acc = win.map_or(&self.new_agg_acc, |i| &wins[i].1);
+            let acc = win.map_or(self.new_agg_acc.acc(), |i| &wins[i].1);
             let mut sums = [None; 5];
             for (k, out) in sums.iter_mut().enumerate() {
                 let Some(v) = nums[P_SUMS + k] else { continue };
@@ -402,9 +403,12 @@ impl Config {
         }
 
         // the state's counters and watermark
-        let accepted_i = st.counts.iter().position(|(k, _)| k == "accepted")?;
+        if st.grown() > MAX_GROWTH {
+            return None; // the Python path's reload gives the state a fresh text
+        }
+        let accepted_i = st.counts.iter().position(|(k, _)| st.s(*k) == "accepted")?;
         let accepted = int(Some(st.counts[accepted_i].1))?.checked_add(1)?;
-        let wm = match st.wm.iter().find(|(k, _)| k == SCHEMA) {
+        let wm = match st.wm.iter().find(|(k, _)| st.s(*k) == SCHEMA) {
             None => 0,
             Some((_, v)) => int(Some(*v))?,
         };
@@ -478,54 +482,49 @@ struct Plan {
     proof: ProofPlan,
 }
 
-/// `d[key] = v` of a {key: number} dict: in place, or a new key last.
-fn set_num(m: &mut Vec<(String, Num)>, key: &str, v: Num) {
-    match m.iter_mut().find(|(k, _)| k == key) {
-        Some(e) => e.1 = v,
-        None => m.push((key.to_owned(), v)),
-    }
-}
-
-/// proofs._sources / aggregation._add_sources: each of the record's sources not yet listed.
-fn add_sources(listed: &mut Vec<String>, rec: &Map<String, Value>) {
-    if let Some(Value::Array(a)) = rec.get("sources") {
-        for s in a.iter().filter_map(Value::as_str) {
-            if !listed.iter().any(|l| l == s) {
-                listed.push(s.to_owned());
-            }
-        }
-    }
-}
-
-/// A new window goes last, as in the engine's `wins[str(start)] = new_acc()`.
-fn window<'a, T: Clone>(wins: &'a mut Vec<(i64, T)>, win: Option<usize>, start: i64, template: &T) -> &'a mut T {
-    let i = win.unwrap_or_else(|| {
-        wins.push((start, template.clone()));
-        wins.len() - 1
-    });
-    &mut wins[i].1
-}
-
-fn upsert<T>(v: &mut Vec<(u8, T)>, k: usize, x: T) {
+fn upsert<T>(v: &mut SmallVec<[(u8, T); 5]>, k: usize, x: T) {
     match v.iter_mut().find(|e| e.0 as usize == k) {
         Some(e) => e.1 = x,
         None => v.push((k as u8, x)),
     }
 }
 
+/// A state's text grows by the strings and new windows' parts the fast path adds (a few bytes
+/// per new window); past this, records decline, and the Python path's reload compacts it.
+const MAX_GROWTH: usize = 1 << 16;
+
 const CHECKED: &str = "checked by Config::plan";
 
 /// The writes of a plan. Every place written was checked by `plan` on this very state, so the
 /// lookups cannot miss; a missing one is a bug, not a record to decline.
-fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, boot: &str, cfg: &Config) {
+fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, cfg: &Config) {
     st.seqs[p.si].1[p.bi].top = p.seq;
     st.counts[p.accepted_i].1 = I(p.accepted);
-    set_num(st.seen_mut(), SCHEMA, I(p.now_us)); // a missing "seen" is added at the end, as setdefault does
-    set_num(&mut st.wm, SCHEMA, I(p.wm));
+    st.set_seen(SCHEMA, I(p.now_us));
+    st.set_wm(SCHEMA, I(p.wm));
+    // the record's boot is the baseline's (plan), and its sources as ranges of the state's text
+    let boot = st.last.as_ref().expect(CHECKED).boot;
+    let mut sources: SmallVec<[(&str, S); 4]> = SmallVec::new();
+    if let Some(Value::Array(a)) = rec.get("sources") {
+        for s in a.iter().filter_map(Value::as_str) {
+            sources.push((s, st.source(s)));
+        }
+    }
 
+    // the proof window; a new window goes last, as in the engine's `wins[str(start)] = new_acc()`
     let pp = &p.proof;
-    let Wins::Proof(wins) = &mut st.windows[pp.fam].wins else { unreachable!("{CHECKED}") };
-    let acc = window(wins, pp.win, pp.start, &cfg.new_proof_acc);
+    let pwin = match pp.win {
+        Some(i) => i,
+        None => {
+            let acc = st.adopt(&cfg.new_proof_acc);
+            let Family::Proof(wins) = &mut st.windows[pp.fam].1 else { unreachable!("{CHECKED}") };
+            wins.push((pp.start, acc));
+            wins.len() - 1
+        }
+    };
+    st.add_sources(pp.fam, pwin, &sources);
+    let Family::Proof(wins) = &mut st.windows[pp.fam].1 else { unreachable!("{CHECKED}") };
+    let acc = &mut wins[pwin].1;
     acc.n = Some(I(pp.n));
     acc.inputs = Some(I(pp.inputs));
     acc.digest = pp.digest;
@@ -533,7 +532,7 @@ fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, b
         acc.interval_s = p.interval;
     }
     if pp.new_boot {
-        acc.boot_id = Some(boot.to_owned());
+        acc.boot_id = Some(boot);
     }
     acc.first_seq = Some(I(pp.first_seq));
     acc.last_seq = Some(I(pp.last_seq));
@@ -553,29 +552,35 @@ fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, b
     if pp.max_skew_us.is_some() {
         acc.max_skew_us = pp.max_skew_us;
     }
-    add_sources(&mut acc.sources, rec);
 
     let last = st.last.as_mut().expect(CHECKED); // of this boot: only its seq and counters change
     last.seq = p.seq;
     last.counters = p.counters;
 
     for a in aggs {
-        let Wins::Agg(wins) = &mut st.windows[a.fam].wins else { unreachable!("{CHECKED}") };
-        let acc = window(wins, a.win, a.start, &cfg.new_agg_acc);
+        let win = match a.win {
+            Some(i) => i,
+            None => {
+                let acc = st.adopt(&cfg.new_agg_acc);
+                let Family::Agg(wins) = &mut st.windows[a.fam].1 else { unreachable!("{CHECKED}") };
+                wins.push((a.start, acc));
+                wins.len() - 1
+            }
+        };
+        st.add_sources(a.fam, win, &sources);
+        let Family::Agg(wins) = &mut st.windows[a.fam].1 else { unreachable!("{CHECKED}") };
+        let acc = &mut wins[win].1;
         acc.n = Some(I(a.n));
         if p.interval.is_some() {
             acc.interval_s = p.interval;
         }
-        if acc.boot_id.as_deref() != Some(boot) {
-            acc.boot_id = Some(boot.to_owned());
-        }
+        acc.boot_id = Some(boot); // `acc["boot_id"] = record.get("boot_id")`
         if p.cores.is_some() {
             acc.cores = p.cores;
         }
         if p.mem_total.is_some() {
             acc.mem_total = p.mem_total;
         }
-        add_sources(&mut acc.sources, rec);
         for (k, s) in a.sums.iter().enumerate() {
             let Some((sum, count, max)) = *s else { continue };
             match acc.sum.iter_mut().find(|e| e.0 as usize == k) {
@@ -684,10 +689,10 @@ impl HostStore {
         if agg.iter().any(|(n, _)| n == "proof") {
             return Err(PyValueError::new_err("\"proof\" is the proof windows' family, not an aggregation's"));
         }
-        let new_proof_acc = state::template(new_proof_acc_json, ProofAcc::parse, ProofAcc::write).ok_or_else(|| {
+        let new_proof_acc = Template::new(new_proof_acc_json).ok_or_else(|| {
             PyValueError::new_err("new_proof_acc_json is not the JSON of proofs.new_acc() that hm_ingest knows")
         })?;
-        let new_agg_acc = state::template(new_agg_acc_json, AggAcc::parse, AggAcc::write).ok_or_else(|| {
+        let new_agg_acc = Template::new(new_agg_acc_json).ok_or_else(|| {
             PyValueError::new_err("new_agg_acc_json is not the JSON of aggregation.new_acc() that hm_ingest knows")
         })?;
         let cfg = Config {
@@ -791,8 +796,7 @@ impl HostStore {
         let Inner { hosts, aggs } = &mut *inner;
         let Some(Entry { host: Host::Typed(st), dirty }) = hosts.get_mut(host_id) else { return Ok(None) };
         let Some(plan) = self.cfg.plan(st, &rec, &vh, now_us, aggs) else { return Ok(None) };
-        let boot = rec.get("boot_id").and_then(Value::as_str).expect(CHECKED);
-        apply(st, &plan, aggs, &rec, boot, &self.cfg);
+        apply(st, &plan, aggs, &rec, &self.cfg);
         *dirty = true;
         Ok(Some(plan.ts))
     }

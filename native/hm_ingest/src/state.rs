@@ -1,42 +1,59 @@
 //! A host state (the JSON of processors.engine.new_state) typed where the fast path reads or writes
-//! it, and kept as its JSON text (`RawValue`) everywhere else, so that it is written back byte for
-//! byte as `orjson.dumps` writes the same Python state.
+//! it, and kept as its JSON text everywhere else, so that it is written back byte for byte as
+//! `orjson.dumps` writes the same Python state.
+//!
+//! Layout: one text per state (the JSON it was loaded from, with strings the fast path adds
+//! appended), which every string, key and untouched part refers to by range (`S`), and the typed
+//! parts inline (SmallVec): a state is two or three allocations, not a tree of small ones, so the
+//! fast path and the writer touch few cache lines of a cold state.
 //!
 //! Parsing is lenient about nothing it cannot write back: `State::parse` takes what fits the types,
 //! and the store keeps a state typed only if `State::write` then gives back the very bytes it was
 //! loaded from (`crate::load_state`); anything else (a key order, a key or a type the engine never
-//! writes, a duplicate key, a number orjson writes otherwise) stays raw and is left to Python.
-//! Numbers are written as orjson writes them (itoa; ryu, with orjson's `e+` for a positive exponent).
+//! writes, a duplicate key, an escape in a key, a number orjson writes otherwise) stays raw and is
+//! left to Python. Numbers are written as orjson writes them (itoa; ryu, with orjson's `e+` for a
+//! positive exponent).
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Number;
+use smallvec::SmallVec;
 
 use crate::Num::{self, F, I};
 use crate::{BYTE_NAMES, COUNTERS, RATE_NAMES, SUM_NAMES};
 
-pub type Raw = Box<RawValue>;
 /// A state field that holds a number or null.
 pub type ONum = Option<Num>;
 
+/// A range of the state's text: a string's content (unescaped), a key, or a value's JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct S {
+    at: u32,
+    len: u32,
+}
+
+/// A {key: number} dict (wm, closed, counts, seen).
+pub type NumMap = SmallVec<[(S, Num); 4]>;
+
 // --- parsing ------------------------------------------------------------------------------------
 
-/// A JSON object as its (key, value text) pairs in order, duplicates kept.
-struct RawObj(Vec<(String, Raw)>);
+/// A JSON object as its (key, value text) pairs in order, duplicates kept, borrowed from the text
+/// (a key with an escape fails the parse).
+struct RawObj<'a>(SmallVec<[(&'a str, &'a RawValue); 16]>);
 
-impl<'de> Deserialize<'de> for RawObj {
+impl<'de> Deserialize<'de> for RawObj<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = RawObj;
+            type Value = RawObj<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObj, A::Error> {
-                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0));
-                while let Some(k) = m.next_key::<String>()? {
-                    out.push((k, m.next_value::<Raw>()?));
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObj<'de>, A::Error> {
+                let mut out = SmallVec::new();
+                while let Some(k) = m.next_key::<&'de str>()? {
+                    out.push((k, m.next_value::<&'de RawValue>()?));
                 }
                 Ok(RawObj(out))
             }
@@ -45,7 +62,7 @@ impl<'de> Deserialize<'de> for RawObj {
     }
 }
 
-fn obj(r: &RawValue) -> Option<Vec<(String, Raw)>> {
+fn obj(r: &RawValue) -> Option<SmallVec<[(&str, &RawValue); 16]>> {
     serde_json::from_str::<RawObj>(r.get()).ok().map(|o| o.0)
 }
 
@@ -81,61 +98,99 @@ fn int(r: &RawValue) -> Option<i64> {
     }
 }
 
-fn string(r: &RawValue) -> Option<String> {
-    serde_json::from_str::<String>(r.get()).ok()
-}
-
-fn ostring(r: &RawValue) -> Option<Option<String>> {
-    if is_null(r) {
-        Some(None)
-    } else {
-        string(r).map(Some)
-    }
-}
-
-fn distinct<K: PartialEq>(keys: &[K]) -> bool {
-    keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k))
-}
-
-fn no_dups<K: PartialEq, T>(v: &[(K, T)]) -> bool {
-    v.iter().enumerate().all(|(i, (k, _))| v[..i].iter().all(|(k2, _)| k2 != k))
-}
-
-/// A {key: number} object (wm, closed, counts, seen).
-fn num_map(r: &RawValue) -> Option<Vec<(String, Num)>> {
-    let v = obj(r)?.into_iter().map(|(k, r)| Some((k, number(&r)?))).collect::<Option<Vec<_>>>()?;
-    no_dups(&v).then_some(v)
+fn distinct<K: PartialEq>(keys: impl Iterator<Item = K> + Clone) -> bool {
+    keys.clone().enumerate().all(|(i, k)| !keys.clone().take(i).any(|k2| k2 == k))
 }
 
 /// An object with exactly these keys in this order: its values.
-fn fields<const N: usize>(r: &RawValue, keys: [&str; N]) -> Option<[Raw; N]> {
+fn fields<'a, const N: usize>(r: &'a RawValue, keys: [&str; N]) -> Option<[&'a RawValue; N]> {
     let o = obj(r)?;
-    if o.len() != N || !o.iter().zip(keys).all(|((k, _), want)| k == want) {
+    if o.len() != N || !o.iter().zip(keys).all(|((k, _), want)| *k == want) {
         return None;
     }
-    o.into_iter().map(|(_, v)| v).collect::<Vec<_>>().try_into().ok()
+    let mut out = [r; N];
+    for (slot, (_, v)) in out.iter_mut().zip(o) {
+        *slot = v;
+    }
+    Some(out)
 }
 
 /// A window's key: str(start) of an int start.
 fn window_key(k: &str) -> Option<i64> {
     let start: i64 = k.parse().ok()?;
-    (start.to_string() == k).then_some(start)
+    (itoa::Buffer::new().format(start) == k).then_some(start)
+}
+
+/// The text being parsed, and the strings (unescaped ones) to append to it.
+pub struct Ctx<'a> {
+    base: &'a str,
+    extra: String,
+}
+
+impl<'a> Ctx<'a> {
+    /// A part of the base text.
+    fn at(&self, part: &str) -> S {
+        let at = part.as_ptr() as usize - self.base.as_ptr() as usize;
+        debug_assert!(at + part.len() <= self.base.len());
+        S { at: at as u32, len: part.len() as u32 }
+    }
+
+    fn raw(&self, r: &RawValue) -> S {
+        self.at(r.get())
+    }
+
+    fn push(&mut self, s: &str) -> S {
+        let at = self.base.len() + self.extra.len();
+        self.extra.push_str(s);
+        S { at: at as u32, len: s.len() as u32 }
+    }
+
+    /// A JSON string's content: in place if it has no escape, else unescaped and appended.
+    fn string(&mut self, r: &RawValue) -> Option<S> {
+        let t = r.get();
+        if !t.starts_with('"') {
+            return None;
+        }
+        if !t.contains('\\') {
+            return Some(self.at(&t[1..t.len() - 1]));
+        }
+        let s: String = serde_json::from_str(t).ok()?;
+        Some(self.push(&s))
+    }
+
+    fn ostring(&mut self, r: &RawValue) -> Option<Option<S>> {
+        if is_null(r) {
+            Some(None)
+        } else {
+            self.string(r).map(Some)
+        }
+    }
+
+    fn strings(&mut self, r: &RawValue) -> Option<SmallVec<[S; 2]>> {
+        let v: Vec<&RawValue> = serde_json::from_str(r.get()).ok()?;
+        v.into_iter().map(|s| self.string(s)).collect()
+    }
+
+    fn num_map(&self, r: &RawValue) -> Option<NumMap> {
+        let o = obj(r)?;
+        if !distinct(o.iter().map(|(k, _)| *k)) {
+            return None;
+        }
+        o.iter().map(|(k, v)| Some((self.at(k), number(v)?))).collect()
+    }
 }
 
 // --- writing ------------------------------------------------------------------------------------
 
-fn w_raw(out: &mut Vec<u8>, r: &RawValue) {
-    out.extend_from_slice(r.get().as_bytes());
-}
-
-pub fn w_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing a str into a Vec cannot fail");
-}
-
-/// `"key":`
-fn w_key(out: &mut Vec<u8>, k: &str) {
-    w_str(out, k);
-    out.push(b':');
+/// A str as orjson (and serde_json) writes it.
+fn w_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing a str into a Vec cannot fail");
+    }
 }
 
 /// A number as orjson writes it: an int in decimal; a float as ryu's shortest form, which is
@@ -168,140 +223,148 @@ fn w_onum(out: &mut Vec<u8>, n: ONum) {
     }
 }
 
-fn w_ostr(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => w_str(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
+/// Writing against the state's text.
+pub struct W<'a> {
+    text: &'a str,
+    out: &'a mut Vec<u8>,
 }
 
-fn w_num_map(out: &mut Vec<u8>, m: &[(String, Num)]) {
-    out.push(b'{');
-    for (i, (k, v)) in m.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        w_key(out, k);
-        w_num(out, *v);
+impl W<'_> {
+    fn b(&mut self, b: &[u8]) {
+        self.out.extend_from_slice(b);
     }
-    out.push(b'}');
-}
-
-fn w_strs(out: &mut Vec<u8>, v: &[String]) {
-    out.push(b'[');
-    for (i, s) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        w_str(out, s);
+    fn raw(&mut self, s: S) {
+        self.out.extend_from_slice(&self.text.as_bytes()[s.at as usize..][..s.len as usize]);
     }
-    out.push(b']');
-}
-
-/// `{"name":[a,b],...}` of an aggregation accumulator's sum or rate.
-fn w_pairs(out: &mut Vec<u8>, names: &[&str], v: &[(u8, Num, Num)]) {
-    out.push(b'{');
-    for (i, (k, a, b)) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        w_key(out, names[*k as usize]);
-        out.push(b'[');
-        w_num(out, *a);
-        out.push(b',');
-        w_num(out, *b);
-        out.push(b']');
+    fn str(&mut self, s: S) {
+        w_str(self.out, &self.text[s.at as usize..][..s.len as usize]);
     }
-    out.push(b'}');
+    fn ostr(&mut self, s: Option<S>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.b(b"null"),
+        }
+    }
+    /// `"key":`
+    fn key(&mut self, k: S) {
+        self.str(k);
+        self.out.push(b':');
+    }
+    fn num(&mut self, n: Num) {
+        w_num(self.out, n);
+    }
+    fn onum(&mut self, n: ONum) {
+        w_onum(self.out, n);
+    }
+    fn comma(&mut self, i: usize) {
+        if i > 0 {
+            self.out.push(b',');
+        }
+    }
+    fn num_map(&mut self, m: &[(S, Num)]) {
+        self.out.push(b'{');
+        for (i, (k, v)) in m.iter().enumerate() {
+            self.comma(i);
+            self.key(*k);
+            self.num(*v);
+        }
+        self.out.push(b'}');
+    }
+    fn strs(&mut self, v: &[S]) {
+        self.out.push(b'[');
+        for (i, s) in v.iter().enumerate() {
+            self.comma(i);
+            self.str(*s);
+        }
+        self.out.push(b']');
+    }
+    /// `{"name":[a,b],...}` of an aggregation accumulator's sum or rate.
+    fn pairs(&mut self, names: &[&str], v: &[(u8, Num, Num)]) {
+        self.out.push(b'{');
+        for (i, (k, a, b)) in v.iter().enumerate() {
+            self.comma(i);
+            w_str(self.out, names[*k as usize]);
+            self.b(b":[");
+            self.num(*a);
+            self.out.push(b',');
+            self.num(*b);
+            self.out.push(b']');
+        }
+        self.out.push(b'}');
+    }
 }
 
 // --- the parts ----------------------------------------------------------------------------------
 
 /// One boot's entry of seqs[schema]: [max_seq, missing].
 pub struct Boot {
-    pub id: String,
+    pub id: S,
     pub top: i64,
-    missing: Raw,
+    missing: S,
 }
 
-fn parse_seqs(r: &RawValue) -> Option<Vec<(String, Vec<Boot>)>> {
-    let mut out = Vec::new();
-    for (schema, boots) in obj(r)? {
-        let mut v = Vec::new();
-        for (id, entry) in obj(&boots)? {
-            let (top, missing): (Number, Raw) = serde_json::from_str(entry.get()).ok()?;
-            let I(top) = number_of(&top)? else { return None };
-            v.push(Boot { id, top, missing });
-        }
-        if !distinct(&v.iter().map(|b| b.id.as_str()).collect::<Vec<_>>()) {
+pub type Seqs = SmallVec<[(S, SmallVec<[Boot; 2]>); 3]>;
+
+fn parse_seqs(cx: &mut Ctx, r: &RawValue) -> Option<Seqs> {
+    let o = obj(r)?;
+    if !distinct(o.iter().map(|(k, _)| *k)) {
+        return None;
+    }
+    let mut out = Seqs::new();
+    for (schema, boots) in o {
+        let b = obj(boots)?;
+        if !distinct(b.iter().map(|(k, _)| *k)) {
             return None;
         }
-        out.push((schema, v));
-    }
-    no_dups(&out).then_some(out)
-}
-
-fn w_seqs(out: &mut Vec<u8>, seqs: &[(String, Vec<Boot>)]) {
-    out.push(b'{');
-    for (i, (schema, boots)) in seqs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+        let mut v = SmallVec::new();
+        for (id, entry) in b {
+            let (top, missing): (Number, &RawValue) = serde_json::from_str(entry.get()).ok()?;
+            let I(top) = number_of(&top)? else { return None };
+            v.push(Boot { id: cx.at(id), top, missing: cx.raw(missing) });
         }
-        w_key(out, schema);
-        out.push(b'{');
-        for (j, b) in boots.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            w_key(out, &b.id);
-            out.push(b'[');
-            w_num(out, I(b.top));
-            out.push(b',');
-            w_raw(out, &b.missing);
-            out.push(b']');
-        }
-        out.push(b'}');
+        out.push((cx.at(schema), v));
     }
-    out.push(b'}');
+    Some(out)
 }
 
 /// state["last"] when not null: the usage baseline; counters by their index in COUNTERS.
 pub struct Last {
-    pub boot: String,
+    pub boot: S,
     pub seq: i64,
     pub counters: [ONum; 5],
 }
 
 impl Last {
-    fn parse(r: &RawValue) -> Option<Self> {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
         let [boot, seq, counters] = fields(r, ["boot_id", "seq", "counters"])?;
         let mut c = [None; 5];
-        for (k, v) in obj(&counters)? {
-            c[COUNTERS.iter().position(|p| *p == k)?] = Some(number(&v)?);
+        for (k, v) in obj(counters)? {
+            c[COUNTERS.iter().position(|p| *p == k)?] = Some(number(v)?);
         }
-        Some(Self { boot: string(&boot)?, seq: int(&seq)?, counters: c })
+        Some(Self { boot: cx.string(boot)?, seq: int(seq)?, counters: c })
     }
 
     /// In COUNTERS order, as validation.counters_of builds it (a loaded state in another order
     /// does not write back the same and stays raw).
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"boot_id\":");
-        w_str(out, &self.boot);
-        out.extend_from_slice(b",\"seq\":");
-        w_num(out, I(self.seq));
-        out.extend_from_slice(b",\"counters\":{");
+    fn write(&self, w: &mut W) {
+        w.b(b"{\"boot_id\":");
+        w.str(self.boot);
+        w.b(b",\"seq\":");
+        w.num(I(self.seq));
+        w.b(b",\"counters\":{");
         let mut first = true;
         for (path, v) in COUNTERS.iter().zip(self.counters) {
             if let Some(v) = v {
                 if !first {
-                    out.push(b',');
+                    w.b(b",");
                 }
                 first = false;
-                w_key(out, path);
-                w_num(out, v);
+                w_str(w.out, path);
+                w.b(b":");
+                w.num(v);
             }
         }
-        out.extend_from_slice(b"}}");
+        w.b(b"}}");
     }
 }
 
@@ -310,10 +373,10 @@ impl Last {
 pub struct ProofAcc {
     pub n: ONum,
     pub interval_s: ONum,
-    pub boot_id: Option<String>,
+    pub boot_id: Option<S>,
     pub first_seq: ONum,
     pub last_seq: ONum,
-    gaps: Raw,
+    gaps: S,
     pub digest: [u8; 32],
     pub inputs: ONum,
     pub cpu_core_s: ONum,
@@ -323,82 +386,82 @@ pub struct ProofAcc {
     /// by proofs.BYTE_COUNTERS, in its order (BYTE_NAMES)
     pub bytes: [ONum; 4],
     pub max_skew_us: ONum,
-    pub sources: Vec<String>,
-    ebpf: Raw,
+    pub sources: SmallVec<[S; 2]>,
+    ebpf: S,
 }
 
 const PROOF_KEYS: [&str; 16] = ["n", "interval_s", "boot_id", "first_seq", "last_seq", "gaps", "digest", "inputs",
                                 "cpu_core_s", "cores", "mem_byte_s", "gpu_s", "bytes", "max_skew_us", "sources", "ebpf"];
 
 impl ProofAcc {
-    pub fn parse(r: &RawValue) -> Option<Self> {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
         let [n, interval_s, boot_id, first_seq, last_seq, gaps, digest, inputs, cpu_core_s, cores, mem_byte_s,
              gpu_s, bytes, max_skew_us, sources, ebpf] = fields(r, PROOF_KEYS)?;
         let mut d = [0u8; 32];
-        hex::decode_to_slice(string(&digest)?, &mut d).ok()?;
-        let b = fields(&bytes, BYTE_NAMES)?;
+        let hex_digits: &str = serde_json::from_str(digest.get()).ok()?;
+        hex::decode_to_slice(hex_digits, &mut d).ok()?;
+        let b = fields(bytes, BYTE_NAMES)?;
         Some(Self {
-            n: onum(&n)?,
-            interval_s: onum(&interval_s)?,
-            boot_id: ostring(&boot_id)?,
-            first_seq: onum(&first_seq)?,
-            last_seq: onum(&last_seq)?,
-            gaps,
+            n: onum(n)?,
+            interval_s: onum(interval_s)?,
+            boot_id: cx.ostring(boot_id)?,
+            first_seq: onum(first_seq)?,
+            last_seq: onum(last_seq)?,
+            gaps: cx.raw(gaps),
             digest: d,
-            inputs: onum(&inputs)?,
-            cpu_core_s: onum(&cpu_core_s)?,
-            cores: onum(&cores)?,
-            mem_byte_s: onum(&mem_byte_s)?,
-            gpu_s: onum(&gpu_s)?,
-            bytes: [onum(&b[0])?, onum(&b[1])?, onum(&b[2])?, onum(&b[3])?],
-            max_skew_us: onum(&max_skew_us)?,
-            sources: serde_json::from_str(sources.get()).ok()?,
-            ebpf,
+            inputs: onum(inputs)?,
+            cpu_core_s: onum(cpu_core_s)?,
+            cores: onum(cores)?,
+            mem_byte_s: onum(mem_byte_s)?,
+            gpu_s: onum(gpu_s)?,
+            bytes: [onum(b[0])?, onum(b[1])?, onum(b[2])?, onum(b[3])?],
+            max_skew_us: onum(max_skew_us)?,
+            sources: cx.strings(sources)?,
+            ebpf: cx.raw(ebpf),
         })
     }
 
-    pub fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"n\":");
-        w_onum(out, self.n);
-        out.extend_from_slice(b",\"interval_s\":");
-        w_onum(out, self.interval_s);
-        out.extend_from_slice(b",\"boot_id\":");
-        w_ostr(out, self.boot_id.as_deref());
-        out.extend_from_slice(b",\"first_seq\":");
-        w_onum(out, self.first_seq);
-        out.extend_from_slice(b",\"last_seq\":");
-        w_onum(out, self.last_seq);
-        out.extend_from_slice(b",\"gaps\":");
-        w_raw(out, &self.gaps);
-        out.extend_from_slice(b",\"digest\":\"");
+    fn write(&self, w: &mut W) {
+        w.b(b"{\"n\":");
+        w.onum(self.n);
+        w.b(b",\"interval_s\":");
+        w.onum(self.interval_s);
+        w.b(b",\"boot_id\":");
+        w.ostr(self.boot_id);
+        w.b(b",\"first_seq\":");
+        w.onum(self.first_seq);
+        w.b(b",\"last_seq\":");
+        w.onum(self.last_seq);
+        w.b(b",\"gaps\":");
+        w.raw(self.gaps);
+        w.b(b",\"digest\":\"");
         let mut hex = [0u8; 64];
         hex::encode_to_slice(self.digest, &mut hex).expect("64 hex digits for 32 bytes");
-        out.extend_from_slice(&hex);
-        out.extend_from_slice(b"\",\"inputs\":");
-        w_onum(out, self.inputs);
-        out.extend_from_slice(b",\"cpu_core_s\":");
-        w_onum(out, self.cpu_core_s);
-        out.extend_from_slice(b",\"cores\":");
-        w_onum(out, self.cores);
-        out.extend_from_slice(b",\"mem_byte_s\":");
-        w_onum(out, self.mem_byte_s);
-        out.extend_from_slice(b",\"gpu_s\":");
-        w_onum(out, self.gpu_s);
-        out.extend_from_slice(b",\"bytes\":{");
+        w.b(&hex);
+        w.b(b"\",\"inputs\":");
+        w.onum(self.inputs);
+        w.b(b",\"cpu_core_s\":");
+        w.onum(self.cpu_core_s);
+        w.b(b",\"cores\":");
+        w.onum(self.cores);
+        w.b(b",\"mem_byte_s\":");
+        w.onum(self.mem_byte_s);
+        w.b(b",\"gpu_s\":");
+        w.onum(self.gpu_s);
+        w.b(b",\"bytes\":{");
         for (i, (k, v)) in BYTE_NAMES.iter().zip(self.bytes).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            w_key(out, k);
-            w_onum(out, v);
+            w.comma(i);
+            w_str(w.out, k);
+            w.b(b":");
+            w.onum(v);
         }
-        out.extend_from_slice(b"},\"max_skew_us\":");
-        w_onum(out, self.max_skew_us);
-        out.extend_from_slice(b",\"sources\":");
-        w_strs(out, &self.sources);
-        out.extend_from_slice(b",\"ebpf\":");
-        w_raw(out, &self.ebpf);
-        out.push(b'}');
+        w.b(b"},\"max_skew_us\":");
+        w.onum(self.max_skew_us);
+        w.b(b",\"sources\":");
+        w.strs(&self.sources);
+        w.b(b",\"ebpf\":");
+        w.raw(self.ebpf);
+        w.b(b"}");
     }
 }
 
@@ -408,130 +471,215 @@ impl ProofAcc {
 pub struct AggAcc {
     pub n: ONum,
     pub interval_s: ONum,
-    pub boot_id: Option<String>,
-    pub sources: Vec<String>,
+    pub boot_id: Option<S>,
+    pub sources: SmallVec<[S; 2]>,
     pub cores: ONum,
     pub mem_total: ONum,
-    pub sum: Vec<(u8, Num, Num)>,
-    pub max: Vec<(u8, Num)>,
-    pub rate: Vec<(u8, Num, Num)>,
-    hist: Raw,
-    unit: Raw,
-    ctr: Raw,
-    ebpf_n: Raw,
+    pub sum: SmallVec<[(u8, Num, Num); 5]>,
+    pub max: SmallVec<[(u8, Num); 5]>,
+    pub rate: SmallVec<[(u8, Num, Num); 4]>,
+    hist: S,
+    unit: S,
+    ctr: S,
+    ebpf_n: S,
 }
 
 const AGG_KEYS: [&str; 13] =
     ["n", "interval_s", "boot_id", "sources", "cores", "mem_total", "sum", "max", "rate", "hist", "unit", "ctr", "ebpf_n"];
 
-fn parse_pairs(r: &RawValue, names: &[&str]) -> Option<Vec<(u8, Num, Num)>> {
-    let mut v = Vec::new();
-    for (k, p) in obj(r)? {
+fn parse_pairs<const N: usize>(r: &RawValue, names: &[&str]) -> Option<SmallVec<[(u8, Num, Num); N]>>
+where
+    [(u8, Num, Num); N]: smallvec::Array<Item = (u8, Num, Num)>,
+{
+    let o = obj(r)?;
+    if !distinct(o.iter().map(|(k, _)| *k)) {
+        return None;
+    }
+    let mut v = SmallVec::new();
+    for (k, p) in o {
         let i = names.iter().position(|n| *n == k)? as u8;
         let (a, b): (Number, Number) = serde_json::from_str(p.get()).ok()?;
         v.push((i, number_of(&a)?, number_of(&b)?));
     }
-    distinct(&v.iter().map(|(i, _, _)| *i).collect::<Vec<_>>()).then_some(v)
+    Some(v)
 }
 
 impl AggAcc {
-    pub fn parse(r: &RawValue) -> Option<Self> {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
         let [n, interval_s, boot_id, sources, cores, mem_total, sum, max, rate, hist, unit, ctr, ebpf_n] =
             fields(r, AGG_KEYS)?;
-        let mut maxes = Vec::new();
-        for (k, v) in obj(&max)? {
-            maxes.push((SUM_NAMES.iter().position(|n| *n == k)? as u8, number(&v)?));
-        }
-        if !no_dups(&maxes) {
+        let mo = obj(max)?;
+        if !distinct(mo.iter().map(|(k, _)| *k)) {
             return None;
         }
+        let mut maxes = SmallVec::new();
+        for (k, v) in mo {
+            maxes.push((SUM_NAMES.iter().position(|n| *n == k)? as u8, number(v)?));
+        }
         Some(Self {
-            n: onum(&n)?,
-            interval_s: onum(&interval_s)?,
-            boot_id: ostring(&boot_id)?,
-            sources: serde_json::from_str(sources.get()).ok()?,
-            cores: onum(&cores)?,
-            mem_total: onum(&mem_total)?,
-            sum: parse_pairs(&sum, &SUM_NAMES)?,
+            n: onum(n)?,
+            interval_s: onum(interval_s)?,
+            boot_id: cx.ostring(boot_id)?,
+            sources: cx.strings(sources)?,
+            cores: onum(cores)?,
+            mem_total: onum(mem_total)?,
+            sum: parse_pairs(sum, &SUM_NAMES)?,
             max: maxes,
-            rate: parse_pairs(&rate, &RATE_NAMES)?,
-            hist,
-            unit,
-            ctr,
-            ebpf_n,
+            rate: parse_pairs(rate, &RATE_NAMES)?,
+            hist: cx.raw(hist),
+            unit: cx.raw(unit),
+            ctr: cx.raw(ctr),
+            ebpf_n: cx.raw(ebpf_n),
         })
     }
 
-    pub fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"n\":");
-        w_onum(out, self.n);
-        out.extend_from_slice(b",\"interval_s\":");
-        w_onum(out, self.interval_s);
-        out.extend_from_slice(b",\"boot_id\":");
-        w_ostr(out, self.boot_id.as_deref());
-        out.extend_from_slice(b",\"sources\":");
-        w_strs(out, &self.sources);
-        out.extend_from_slice(b",\"cores\":");
-        w_onum(out, self.cores);
-        out.extend_from_slice(b",\"mem_total\":");
-        w_onum(out, self.mem_total);
-        out.extend_from_slice(b",\"sum\":");
-        w_pairs(out, &SUM_NAMES, &self.sum);
-        out.extend_from_slice(b",\"max\":{");
+    fn write(&self, w: &mut W) {
+        w.b(b"{\"n\":");
+        w.onum(self.n);
+        w.b(b",\"interval_s\":");
+        w.onum(self.interval_s);
+        w.b(b",\"boot_id\":");
+        w.ostr(self.boot_id);
+        w.b(b",\"sources\":");
+        w.strs(&self.sources);
+        w.b(b",\"cores\":");
+        w.onum(self.cores);
+        w.b(b",\"mem_total\":");
+        w.onum(self.mem_total);
+        w.b(b",\"sum\":");
+        w.pairs(&SUM_NAMES, &self.sum);
+        w.b(b",\"max\":{");
         for (i, (k, v)) in self.max.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            w_key(out, SUM_NAMES[*k as usize]);
-            w_num(out, *v);
+            w.comma(i);
+            w_str(w.out, SUM_NAMES[*k as usize]);
+            w.b(b":");
+            w.num(*v);
         }
-        out.extend_from_slice(b"},\"rate\":");
-        w_pairs(out, &RATE_NAMES, &self.rate);
-        out.extend_from_slice(b",\"hist\":");
-        w_raw(out, &self.hist);
-        out.extend_from_slice(b",\"unit\":");
-        w_raw(out, &self.unit);
-        out.extend_from_slice(b",\"ctr\":");
-        w_raw(out, &self.ctr);
-        out.extend_from_slice(b",\"ebpf_n\":");
-        w_raw(out, &self.ebpf_n);
-        out.push(b'}');
+        w.b(b"},\"rate\":");
+        w.pairs(&RATE_NAMES, &self.rate);
+        w.b(b",\"hist\":");
+        w.raw(self.hist);
+        w.b(b",\"unit\":");
+        w.raw(self.unit);
+        w.b(b",\"ctr\":");
+        w.raw(self.ctr);
+        w.b(b",\"ebpf_n\":");
+        w.raw(self.ebpf_n);
+        w.b(b"}");
     }
 }
+
+/// An accumulator type of a window family.
+pub trait Acc: Clone + Sized {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self>;
+    fn write(&self, w: &mut W);
+    /// Every range it holds, to move it to another text.
+    fn ranges(&mut self) -> impl Iterator<Item = &mut S>;
+}
+
+impl Acc for ProofAcc {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
+        ProofAcc::parse(cx, r)
+    }
+    fn write(&self, w: &mut W) {
+        ProofAcc::write(self, w)
+    }
+    fn ranges(&mut self) -> impl Iterator<Item = &mut S> {
+        [&mut self.gaps, &mut self.ebpf].into_iter().chain(self.boot_id.iter_mut()).chain(self.sources.iter_mut())
+    }
+}
+
+impl Acc for AggAcc {
+    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
+        AggAcc::parse(cx, r)
+    }
+    fn write(&self, w: &mut W) {
+        AggAcc::write(self, w)
+    }
+    fn ranges(&mut self) -> impl Iterator<Item = &mut S> {
+        [&mut self.hist, &mut self.unit, &mut self.ctr, &mut self.ebpf_n]
+            .into_iter()
+            .chain(self.boot_id.iter_mut())
+            .chain(self.sources.iter_mut())
+    }
+}
+
+/// A template accumulator (the JSON of proofs.new_acc() or aggregation.new_acc()) with its own
+/// text; it must write back the same bytes.
+pub struct Template<A> {
+    text: String,
+    acc: A,
+}
+
+impl<A: Acc> Template<A> {
+    pub fn new(json: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(json).ok()?;
+        let raw: &RawValue = serde_json::from_str(text).ok()?;
+        let mut cx = Ctx { base: text, extra: String::new() };
+        let acc = A::parse(&mut cx, raw)?;
+        let text = format!("{text}{}", cx.extra);
+        let mut out = Vec::new();
+        acc.write(&mut W { text: &text, out: &mut out });
+        (out == json).then_some(Self { text, acc })
+    }
+
+    pub fn acc(&self) -> &A {
+        &self.acc
+    }
+}
+
+pub type Wins<A> = SmallVec<[(i64, A); 2]>;
 
 /// One family of state["windows"]: {str(start): acc} by start, in order.
-pub enum Wins {
-    Proof(Vec<(i64, ProofAcc)>),
-    Agg(Vec<(i64, AggAcc)>),
+pub enum Family {
+    Proof(Wins<ProofAcc>),
+    Agg(Wins<AggAcc>),
     /// a family the engine's config does not have
-    Other(Raw),
+    Other(S),
 }
 
-pub struct Family {
-    pub name: String,
-    pub wins: Wins,
-}
-
-fn parse_wins<T>(r: &RawValue, acc: fn(&RawValue) -> Option<T>) -> Option<Vec<(i64, T)>> {
-    let v = obj(r)?.into_iter().map(|(k, a)| Some((window_key(&k)?, acc(&a)?))).collect::<Option<Vec<_>>>()?;
-    no_dups(&v).then_some(v)
-}
-
-fn w_wins<T>(out: &mut Vec<u8>, v: &[(i64, T)], write: fn(&T, &mut Vec<u8>)) {
-    out.push(b'{');
-    for (i, (start, acc)) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(itoa::Buffer::new().format(*start).as_bytes());
-        out.extend_from_slice(b"\":");
-        write(acc, out);
+fn parse_wins<A: Acc>(cx: &mut Ctx, r: &RawValue) -> Option<Wins<A>> {
+    let o = obj(r)?;
+    if !distinct(o.iter().map(|(k, _)| *k)) {
+        return None;
     }
-    out.push(b'}');
+    o.into_iter().map(|(k, a)| Some((window_key(k)?, A::parse(cx, a)?))).collect()
+}
+
+fn w_wins<A: Acc>(w: &mut W, v: &[(i64, A)]) {
+    w.b(b"{");
+    for (i, (start, acc)) in v.iter().enumerate() {
+        w.comma(i);
+        w.b(b"\"");
+        w.b(itoa::Buffer::new().format(*start).as_bytes());
+        w.b(b"\":");
+        acc.write(w);
+    }
+    w.b(b"}");
 }
 
 // --- the state ----------------------------------------------------------------------------------
+
+fn slice(text: &str, s: S) -> &str {
+    &text[s.at as usize..][..s.len as usize]
+}
+
+fn push(text: &mut String, s: &str) -> S {
+    let at = text.len();
+    text.push_str(s);
+    S { at: at as u32, len: s.len() as u32 }
+}
+
+/// `m[key] = v`: in place, or a new key (appended to the text) last.
+fn set_in(text: &mut String, m: &mut NumMap, key: &str, v: Num) {
+    match m.iter_mut().find(|(k, _)| slice(text, *k) == key) {
+        Some(e) => e.1 = v,
+        None => {
+            let k = push(text, key);
+            m.push((k, v));
+        }
+    }
+}
 
 /// A top-level key of the state, in the state's order: the typed ones are fields of State.
 enum Slot {
@@ -543,22 +691,26 @@ enum Slot {
     Closed,
     Counts,
     Seen,
-    Other(String, Raw),
+    Other(S, S),
 }
 
 pub struct State {
-    order: Vec<Slot>,
-    inventory: Raw,
+    text: String,
+    /// the text's length as loaded (what it grows by is strings the fast path added)
+    loaded: usize,
+    order: SmallVec<[Slot; 16]>,
+    inventory: S,
     /// what check_capacity reads of the inventory: None for a null one, else (cores,
     /// memory_total_bytes), each None when absent or null
     pub inv: Option<(ONum, ONum)>,
-    pub seqs: Vec<(String, Vec<Boot>)>,
+    pub seqs: Seqs,
     pub last: Option<Last>,
-    pub wm: Vec<(String, Num)>,
-    pub windows: Vec<Family>,
-    pub closed: Vec<(String, Num)>,
-    pub counts: Vec<(String, Num)>,
-    pub seen: Option<Vec<(String, Num)>>,
+    pub wm: NumMap,
+    /// by name, in order
+    pub windows: SmallVec<[(S, Family); 3]>,
+    pub closed: NumMap,
+    pub counts: NumMap,
+    pub seen: Option<NumMap>,
 }
 
 fn inv_nums(r: &RawValue) -> Option<Option<(ONum, ONum)>> {
@@ -567,7 +719,7 @@ fn inv_nums(r: &RawValue) -> Option<Option<(ONum, ONum)>> {
     }
     let o = obj(r)?;
     // the last of duplicate keys, as Python's dict holds it
-    let get = |key: &str| match o.iter().rev().find(|(k, _)| k == key) {
+    let get = |key: &str| match o.iter().rev().find(|(k, _)| *k == key) {
         None => Some(None),
         Some((_, v)) => onum(v),
     };
@@ -578,65 +730,73 @@ impl State {
     /// The state typed, or None where it does not fit the types (see the module's doc: the caller
     /// also checks that it writes back the same bytes). ``agg``: the aggregation families.
     pub fn parse(json: &[u8], agg: &[(String, i64)]) -> Option<Self> {
-        let top = serde_json::from_slice::<RawObj>(json).ok()?.0;
-        let mut order = Vec::with_capacity(top.len());
+        let base = std::str::from_utf8(json).ok()?;
+        let top = serde_json::from_str::<RawObj>(base).ok()?.0;
+        let mut cx = Ctx { base, extra: String::new() };
+        let mut order = SmallVec::new();
         let (mut inventory, mut inv, mut seqs, mut last, mut wm) = (None, None, None, None, None);
         let (mut windows, mut closed, mut counts, mut seen) = (None, None, None, None);
         for (k, r) in top {
-            let slot = match k.as_str() {
+            let slot = match k {
                 "inventory" if inventory.is_none() => {
-                    inv = Some(inv_nums(&r)?);
-                    inventory = Some(r);
+                    inv = Some(inv_nums(r)?);
+                    inventory = Some(cx.raw(r));
                     Slot::Inventory
                 }
                 "seqs" if seqs.is_none() => {
-                    seqs = Some(parse_seqs(&r)?);
+                    seqs = Some(parse_seqs(&mut cx, r)?);
                     Slot::Seqs
                 }
                 "last" if last.is_none() => {
-                    last = Some(if is_null(&r) { None } else { Some(Last::parse(&r)?) });
+                    last = Some(if is_null(r) { None } else { Some(Last::parse(&mut cx, r)?) });
                     Slot::Last
                 }
                 "wm" if wm.is_none() => {
-                    wm = Some(num_map(&r)?);
+                    wm = Some(cx.num_map(r)?);
                     Slot::Wm
                 }
                 "windows" if windows.is_none() => {
-                    let mut fams = Vec::new();
-                    for (name, w) in obj(&r)? {
-                        let wins = if name == "proof" {
-                            Wins::Proof(parse_wins(&w, ProofAcc::parse)?)
-                        } else if agg.iter().any(|(n, _)| *n == name) {
-                            Wins::Agg(parse_wins(&w, AggAcc::parse)?)
-                        } else {
-                            Wins::Other(w)
-                        };
-                        fams.push((name, wins));
-                    }
-                    if !no_dups(&fams) {
+                    let o = obj(r)?;
+                    if !distinct(o.iter().map(|(k, _)| *k)) {
                         return None;
                     }
-                    windows = Some(fams.into_iter().map(|(name, wins)| Family { name, wins }).collect());
+                    let mut fams = SmallVec::new();
+                    for (name, w) in o {
+                        let fam = if name == "proof" {
+                            Family::Proof(parse_wins(&mut cx, w)?)
+                        } else if agg.iter().any(|(n, _)| n == name) {
+                            Family::Agg(parse_wins(&mut cx, w)?)
+                        } else {
+                            Family::Other(cx.raw(w))
+                        };
+                        fams.push((cx.at(name), fam));
+                    }
+                    windows = Some(fams);
                     Slot::Windows
                 }
                 "closed" if closed.is_none() => {
-                    closed = Some(num_map(&r)?);
+                    closed = Some(cx.num_map(r)?);
                     Slot::Closed
                 }
                 "counts" if counts.is_none() => {
-                    counts = Some(num_map(&r)?);
+                    counts = Some(cx.num_map(r)?);
                     Slot::Counts
                 }
                 "seen" if seen.is_none() => {
-                    seen = Some(num_map(&r)?);
+                    seen = Some(cx.num_map(r)?);
                     Slot::Seen
                 }
                 "inventory" | "seqs" | "last" | "wm" | "windows" | "closed" | "counts" | "seen" => return None,
-                _ => Slot::Other(k, r),
+                _ => Slot::Other(cx.at(k), cx.raw(r)),
             };
             order.push(slot);
         }
+        let mut text = String::with_capacity(base.len() + cx.extra.len() + 256);
+        text.push_str(base);
+        text.push_str(&cx.extra);
         Some(Self {
+            text,
+            loaded: base.len() + cx.extra.len(),
             order,
             inventory: inventory?,
             inv: inv?,
@@ -650,91 +810,150 @@ impl State {
         })
     }
 
-    /// state["seen"], added at the end if absent (as `setdefault` does).
-    pub fn seen_mut(&mut self) -> &mut Vec<(String, Num)> {
+    /// The text of a range.
+    pub fn s(&self, s: S) -> &str {
+        slice(&self.text, s)
+    }
+
+    /// How much the text grew since the load (strings and new windows' parts appended).
+    pub fn grown(&self) -> usize {
+        self.text.len() - self.loaded
+    }
+
+    /// A new window's accumulator: the template's, its ranges moved to this state's text.
+    pub fn adopt<A: Acc>(&mut self, t: &Template<A>) -> A {
+        let mut acc = t.acc.clone();
+        for r in acc.ranges() {
+            *r = push(&mut self.text, slice(&t.text, *r));
+        }
+        acc
+    }
+
+    /// `state["wm"][key] = v`: in place, or a new key last.
+    pub fn set_wm(&mut self, key: &str, v: Num) {
+        let State { text, wm, .. } = self;
+        set_in(text, wm, key, v);
+    }
+
+    /// `state.setdefault("seen", {})[key] = v`: a missing "seen" is added at the end.
+    pub fn set_seen(&mut self, key: &str, v: Num) {
         if self.seen.is_none() {
             self.order.push(Slot::Seen);
         }
-        self.seen.get_or_insert_with(Vec::new)
+        let State { text, seen, .. } = self;
+        set_in(text, seen.get_or_insert_with(SmallVec::new), key, v);
+    }
+
+    /// A range holding ``s`` as a source: one some window already lists, else appended.
+    pub fn source(&mut self, s: &str) -> S {
+        for (_, f) in &self.windows {
+            let found = match f {
+                Family::Proof(w) => w.iter().flat_map(|(_, a)| &a.sources).find(|x| self.s(**x) == s),
+                Family::Agg(w) => w.iter().flat_map(|(_, a)| &a.sources).find(|x| self.s(**x) == s),
+                Family::Other(_) => None,
+            };
+            if let Some(x) = found {
+                return *x;
+            }
+        }
+        push(&mut self.text, s)
+    }
+
+    /// proofs._sources / aggregation._add_sources into window ``win`` of family ``fam``: each
+    /// (text, range) of the record's sources not yet listed, in order.
+    pub fn add_sources(&mut self, fam: usize, win: usize, sources: &[(&str, S)]) {
+        let State { text, windows, .. } = self;
+        let list = match &mut windows[fam].1 {
+            Family::Proof(w) => &mut w[win].1.sources,
+            Family::Agg(w) => &mut w[win].1.sources,
+            Family::Other(_) => unreachable!("sources of a family that is not typed"),
+        };
+        for (t, s) in sources {
+            if !list.iter().any(|x| slice(text, *x) == *t) {
+                list.push(*s);
+            }
+        }
     }
 
     /// state["key"] if it is a string.
     pub fn key(&self) -> Option<String> {
         self.order.iter().rev().find_map(|s| match s {
-            Slot::Other(k, r) if k == "key" => Some(ostring(r).flatten()),
+            Slot::Other(k, r) if self.s(*k) == "key" => Some(serde_json::from_str::<Option<String>>(self.s(*r)).ok().flatten()),
             _ => None,
         })?
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
+        let w = &mut W { text: &self.text, out };
+        w.b(b"{");
         for (i, slot) in self.order.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+            w.comma(i);
             match slot {
                 Slot::Inventory => {
-                    out.extend_from_slice(b"\"inventory\":");
-                    w_raw(out, &self.inventory);
+                    w.b(b"\"inventory\":");
+                    w.raw(self.inventory);
                 }
                 Slot::Seqs => {
-                    out.extend_from_slice(b"\"seqs\":");
-                    w_seqs(out, &self.seqs);
+                    w.b(b"\"seqs\":{");
+                    for (j, (schema, boots)) in self.seqs.iter().enumerate() {
+                        w.comma(j);
+                        w.key(*schema);
+                        w.b(b"{");
+                        for (k, b) in boots.iter().enumerate() {
+                            w.comma(k);
+                            w.key(b.id);
+                            w.b(b"[");
+                            w.num(I(b.top));
+                            w.b(b",");
+                            w.raw(b.missing);
+                            w.b(b"]");
+                        }
+                        w.b(b"}");
+                    }
+                    w.b(b"}");
                 }
                 Slot::Last => {
-                    out.extend_from_slice(b"\"last\":");
+                    w.b(b"\"last\":");
                     match &self.last {
-                        None => out.extend_from_slice(b"null"),
-                        Some(l) => l.write(out),
+                        None => w.b(b"null"),
+                        Some(l) => l.write(w),
                     }
                 }
                 Slot::Wm => {
-                    out.extend_from_slice(b"\"wm\":");
-                    w_num_map(out, &self.wm);
+                    w.b(b"\"wm\":");
+                    w.num_map(&self.wm);
                 }
                 Slot::Windows => {
-                    out.extend_from_slice(b"\"windows\":{");
-                    for (j, f) in self.windows.iter().enumerate() {
-                        if j > 0 {
-                            out.push(b',');
-                        }
-                        w_key(out, &f.name);
-                        match &f.wins {
-                            Wins::Proof(v) => w_wins(out, v, ProofAcc::write),
-                            Wins::Agg(v) => w_wins(out, v, AggAcc::write),
-                            Wins::Other(r) => w_raw(out, r),
+                    w.b(b"\"windows\":{");
+                    for (j, (name, f)) in self.windows.iter().enumerate() {
+                        w.comma(j);
+                        w.key(*name);
+                        match f {
+                            Family::Proof(v) => w_wins(w, v),
+                            Family::Agg(v) => w_wins(w, v),
+                            Family::Other(r) => w.raw(*r),
                         }
                     }
-                    out.push(b'}');
+                    w.b(b"}");
                 }
                 Slot::Closed => {
-                    out.extend_from_slice(b"\"closed\":");
-                    w_num_map(out, &self.closed);
+                    w.b(b"\"closed\":");
+                    w.num_map(&self.closed);
                 }
                 Slot::Counts => {
-                    out.extend_from_slice(b"\"counts\":");
-                    w_num_map(out, &self.counts);
+                    w.b(b"\"counts\":");
+                    w.num_map(&self.counts);
                 }
                 Slot::Seen => {
-                    out.extend_from_slice(b"\"seen\":");
-                    w_num_map(out, self.seen.as_deref().unwrap_or_default());
+                    w.b(b"\"seen\":");
+                    w.num_map(self.seen.as_deref().unwrap_or_default());
                 }
                 Slot::Other(k, r) => {
-                    w_key(out, k);
-                    w_raw(out, r);
+                    w.key(*k);
+                    w.raw(*r);
                 }
             }
         }
-        out.push(b'}');
+        w.b(b"}");
     }
-}
-
-/// Parse a template accumulator (the JSON of proofs.new_acc() or aggregation.new_acc()), which
-/// must write back the same bytes.
-pub fn template<T>(json: &[u8], parse: fn(&RawValue) -> Option<T>, write: fn(&T, &mut Vec<u8>)) -> Option<T> {
-    let raw: Raw = serde_json::from_slice(json).ok()?;
-    let acc = parse(&raw)?;
-    let mut out = Vec::new();
-    write(&acc, &mut out);
-    (out == json).then_some(acc)
 }
