@@ -209,12 +209,38 @@ impl Config {
         Some(rec)
     }
 
-    /// Every number of PATHS in the record (validation.numbers); None declines.
+    /// Every number of PATHS in the record (validation.numbers), in one walk of the objects on
+    /// the way (a lookup per path hashed some forty keys); None declines.
     fn numbers(rec: &Map<String, Value>) -> Option<[ONum; NP]> {
         let mut nums = [None; NP];
-        for (n, path) in nums.iter_mut().zip(PATHS) {
-            *n = pick(rec, path)?;
+        for (k, v) in rec {
+            let Value::Object(o) = v else { continue };
+            let leaves: &[(&str, usize)] = match k.as_str() {
+                "cpu" => &[("busy_s", 0), ("utilisation", 5), ("cores", P_CORES), ("busy_core_s", P_BUSY_CORE_S)],
+                "disk" => &[("read_bytes", 1), ("write_bytes", 2), ("read_bytes_per_s", 10), ("write_bytes_per_s", 11)],
+                "network" => &[("rx_bytes", 3), ("tx_bytes", 4), ("rx_bytes_per_s", 12), ("tx_bytes_per_s", 13)],
+                "memory" => &[("used_bytes", P_MEM_USED), ("total_bytes", P_MEM_TOTAL)],
+                "load" => {
+                    let Some(Value::Object(psi)) = o.get("psi") else { continue };
+                    for (k, i) in [("cpu", 7), ("memory", 8), ("io", 9)] {
+                        if let Some(Value::Object(r)) = psi.get(k) {
+                            if let Some(v) = r.get("some_avg10") {
+                                nums[i] = num(v)?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for (k, v) in o {
+                if let Some(&(_, i)) = leaves.iter().find(|(name, _)| *name == k) {
+                    nums[i] = num(v)?;
+                }
+            }
         }
+        debug_assert!(PATHS.iter().zip(&nums).all(|(p, n)| pick(rec, p).map(|x| x.map(|x| x.f().to_bits()))
+                                                    == Some(n.map(|x| x.f().to_bits()))));
         Some(nums)
     }
 
@@ -617,9 +643,16 @@ impl Host {
     }
 
     fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(self.size_hint());
         self.write(&mut out);
         out
+    }
+
+    fn size_hint(&self) -> usize {
+        match self {
+            Host::Typed(st) => st.size_hint(),
+            Host::Raw(json) => json.len(),
+        }
     }
 }
 
@@ -718,13 +751,18 @@ impl HostStore {
     fn dump_dirty<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let (buf, dumped) = py.allow_threads(|| {
             let mut inner = self.lock()?;
-            let mut buf: Vec<u8> = Vec::new();
-            let mut dumped: Vec<(String, Range<usize>)> = Vec::new();
-            for (h, e) in inner.hosts.iter_mut().filter(|(_, e)| e.dirty) {
+            let mut dirty: Vec<(&String, &mut Entry)> = inner.hosts.iter_mut().filter(|(_, e)| e.dirty).collect();
+            let mut buf: Vec<u8> = Vec::with_capacity(dirty.iter().map(|(_, e)| e.host.size_hint()).sum());
+            let mut dumped: Vec<(String, Range<usize>)> = Vec::with_capacity(dirty.len());
+            for i in 0..dirty.len() {
+                if let Some((_, Entry { host: Host::Typed(next), .. })) = dirty.get(i + 1) {
+                    next.prefetch(); // warm while this one is written
+                }
+                let (h, e) = &mut dirty[i];
                 e.dirty = false;
                 let at = buf.len();
                 e.host.write(&mut buf);
-                dumped.push((h.clone(), at..buf.len()));
+                dumped.push(((*h).clone(), at..buf.len()));
             }
             Ok::<_, PyErr>((buf, dumped))
         })?;
@@ -790,6 +828,10 @@ impl HostStore {
     /// One record, with the lock held for its state work only (not its parse, schema and hash): a
     /// take or load from another thread waits for one record, not for the batch.
     fn ingest_one(&self, host_id: &str, value: &[u8], now_us: i64) -> PyResult<Option<i64>> {
+        // the host's state (most likely cold) comes into the caches while the record is parsed
+        if let Some(Entry { host: Host::Typed(st), .. }) = self.lock()?.hosts.get(host_id) {
+            st.prefetch();
+        }
         let Some(rec) = self.cfg.parse(host_id, value) else { return Ok(None) };
         let vh: [u8; 32] = Sha256::digest(value).into();
         let mut inner = self.lock()?;

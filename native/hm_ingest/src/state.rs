@@ -660,6 +660,18 @@ fn w_wins<A: Acc>(w: &mut W, v: &[(i64, A)]) {
 
 // --- the state ----------------------------------------------------------------------------------
 
+fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len).step_by(64) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.wrapping_add(off) as *const i8)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 fn slice(text: &str, s: S) -> &str {
     &text[s.at as usize..][..s.len as usize]
 }
@@ -813,6 +825,18 @@ impl State {
     /// The text of a range.
     pub fn s(&self, s: S) -> &str {
         slice(&self.text, s)
+    }
+
+    /// Ask the CPU to bring the state's memory into its caches (a hint: it cannot fault), so that
+    /// a cold state is warm by the time it is worked on.
+    pub fn prefetch(&self) {
+        prefetch(self as *const Self as *const u8, std::mem::size_of::<Self>());
+        prefetch(self.text.as_ptr(), self.text.len());
+    }
+
+    /// The length of its JSON, about.
+    pub fn size_hint(&self) -> usize {
+        self.text.len() + 256
     }
 
     /// How much the text grew since the load (strings and new windows' parts appended).
