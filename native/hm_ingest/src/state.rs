@@ -79,8 +79,19 @@ fn number_of(n: &Number) -> Option<Num> {
     }
 }
 
+/// A number value: its text is a JSON number token (a RawValue is valid JSON), so Rust's own
+/// parsers read it (both they and serde_json's round correctly): an int unless it has a fraction
+/// or an exponent, None past i64 (as number_of).
 fn number(r: &RawValue) -> Option<Num> {
-    number_of(&serde_json::from_str::<Number>(r.get()).ok()?)
+    let t = r.get();
+    if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
+    }
+    if t.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        t.parse().ok().map(F)
+    } else {
+        t.parse().ok().map(I)
+    }
 }
 
 fn onum(r: &RawValue) -> Option<ONum> {
