@@ -680,7 +680,9 @@ fn value_error(err: impl std::fmt::Display) -> PyErr {
 
 /// A state as loaded: typed if it writes back to the same bytes, else kept as its bytes.
 fn load_state(cfg: &Config, json: &[u8]) -> PyResult<Host> {
-    if let Some(st) = State::parse(json, &cfg.agg) {
+    // State::parse reads JSON it trusts to be valid (it skips the parts it keeps as text)
+    let valid = serde_json::from_slice::<serde::de::IgnoredAny>(json).is_ok();
+    if let Some(st) = valid.then(|| State::parse(json, &cfg.agg)).flatten() {
         let mut out = Vec::with_capacity(json.len());
         st.write(&mut out);
         if out == json {

@@ -13,11 +13,6 @@
 //! writes, a duplicate key, an escape in a key, a number orjson writes otherwise) stays raw and is
 //! left to Python. Numbers are written as orjson writes them (itoa; ryu, with orjson's `e+` for a
 //! positive exponent).
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-use serde_json::Number;
 use smallvec::SmallVec;
 
 use crate::Num::{self, F, I};
@@ -38,55 +33,22 @@ pub type NumMap = SmallVec<[(S, Num); 4]>;
 
 // --- parsing ------------------------------------------------------------------------------------
 
-/// A JSON object as its (key, value text) pairs in order, duplicates kept, borrowed from the text
-/// (a key with an escape fails the parse).
-struct RawObj<'a>(SmallVec<[(&'a str, &'a RawValue); 16]>);
-
-impl<'de> Deserialize<'de> for RawObj<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObj<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObj<'de>, A::Error> {
-                let mut out = SmallVec::new();
-                while let Some(k) = m.next_key::<&'de str>()? {
-                    out.push((k, m.next_value::<&'de RawValue>()?));
-                }
-                Ok(RawObj(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// A cursor over a state's text, which load has checked to be JSON: one pass parses the typed parts
+/// in place and skips the rest (their ranges kept). It reads compact JSON (as orjson writes it)
+/// only; anything else fails, and the state stays raw.
+pub struct Ctx<'a> {
+    t: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// unescaped strings, to append to the text
+    extra: String,
 }
 
-fn obj(r: &RawValue) -> Option<SmallVec<[(&str, &RawValue); 16]>> {
-    serde_json::from_str::<RawObj>(r.get()).ok().map(|o| o.0)
-}
-
-fn is_null(r: &RawValue) -> bool {
-    r.get() == "null"
-}
-
-/// A number as Python holds it: an int within i64 or a float (None for anything else).
-fn number_of(n: &Number) -> Option<Num> {
-    if n.is_f64() {
-        n.as_f64().map(F)
-    } else {
-        n.as_i64().map(I)
-    }
-}
-
-/// A number value: its text is a JSON number token (a RawValue is valid JSON), so Rust's own
-/// parsers read it (both they and serde_json's round correctly): an int unless it has a fraction
-/// or an exponent, None past i64 (as number_of).
-fn number(r: &RawValue) -> Option<Num> {
-    let t = r.get();
+fn parse_num(t: &str) -> Option<Num> {
     if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return None;
     }
+    // Rust's parsers round correctly, as serde_json's float_roundtrip does; past i64: None
     if t.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')) {
         t.parse().ok().map(F)
     } else {
@@ -94,36 +56,8 @@ fn number(r: &RawValue) -> Option<Num> {
     }
 }
 
-fn onum(r: &RawValue) -> Option<ONum> {
-    if is_null(r) {
-        Some(None)
-    } else {
-        number(r).map(Some)
-    }
-}
-
-fn int(r: &RawValue) -> Option<i64> {
-    match number(r)? {
-        I(i) => Some(i),
-        F(_) => None,
-    }
-}
-
-fn distinct<K: PartialEq>(keys: impl Iterator<Item = K> + Clone) -> bool {
-    keys.clone().enumerate().all(|(i, k)| !keys.clone().take(i).any(|k2| k2 == k))
-}
-
-/// An object with exactly these keys in this order: its values.
-fn fields<'a, const N: usize>(r: &'a RawValue, keys: [&str; N]) -> Option<[&'a RawValue; N]> {
-    let o = obj(r)?;
-    if o.len() != N || !o.iter().zip(keys).all(|((k, _), want)| *k == want) {
-        return None;
-    }
-    let mut out = [r; N];
-    for (slot, (_, v)) in out.iter_mut().zip(o) {
-        *slot = v;
-    }
-    Some(out)
+fn distinct<K: PartialEq>(keys: &[K]) -> bool {
+    keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k))
 }
 
 /// A window's key: str(start) of an int start.
@@ -132,62 +66,208 @@ fn window_key(k: &str) -> Option<i64> {
     (itoa::Buffer::new().format(start) == k).then_some(start)
 }
 
-/// The text being parsed, and the strings (unescaped ones) to append to it.
-pub struct Ctx<'a> {
-    base: &'a str,
-    extra: String,
-}
-
 impl<'a> Ctx<'a> {
-    /// A part of the base text.
+    fn new(t: &'a str) -> Self {
+        Self { t, b: t.as_bytes(), i: 0, extra: String::new() }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    fn lit(&mut self, l: &str) -> bool {
+        let hit = self.b.get(self.i..).is_some_and(|b| b.starts_with(l.as_bytes()));
+        if hit {
+            self.i += l.len();
+        }
+        hit
+    }
+
+    /// A range of the text.
     fn at(&self, part: &str) -> S {
-        let at = part.as_ptr() as usize - self.base.as_ptr() as usize;
-        debug_assert!(at + part.len() <= self.base.len());
+        let at = part.as_ptr() as usize - self.t.as_ptr() as usize;
+        debug_assert!(at + part.len() <= self.t.len());
         S { at: at as u32, len: part.len() as u32 }
     }
 
-    fn raw(&self, r: &RawValue) -> S {
-        self.at(r.get())
-    }
-
     fn push(&mut self, s: &str) -> S {
-        let at = self.base.len() + self.extra.len();
+        let at = self.t.len() + self.extra.len();
         self.extra.push_str(s);
         S { at: at as u32, len: s.len() as u32 }
     }
 
-    /// A JSON string's content: in place if it has no escape, else unescaped and appended.
-    fn string(&mut self, r: &RawValue) -> Option<S> {
-        let t = r.get();
-        if !t.starts_with('"') {
-            return None;
+    /// A string token: its text with the quotes, and whether it holds an escape.
+    fn str_tok(&mut self) -> Option<(&'a str, bool)> {
+        let start = self.i;
+        self.eat(b'"')?;
+        let mut esc = false;
+        loop {
+            let j = self.i + memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+            if self.b[j] == b'"' {
+                self.i = j + 1;
+                return Some((&self.t[start..self.i], esc));
+            }
+            esc = true;
+            self.i = j + 2;
         }
-        if !t.contains('\\') {
+    }
+
+    /// A key (without an escape) and its colon.
+    fn key(&mut self) -> Option<&'a str> {
+        let (k, esc) = self.str_tok()?;
+        self.eat(b':')?;
+        (!esc).then(|| &k[1..k.len() - 1])
+    }
+
+    /// Past any value: its text.
+    fn skip(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        match self.peek()? {
+            b'"' => {
+                self.str_tok()?;
+            }
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'{' | b'[' => {
+                            depth += 1;
+                            self.i += 1;
+                        }
+                        b'}' | b']' => {
+                            depth -= 1;
+                            self.i += 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        b'"' => {
+                            self.str_tok()?;
+                        }
+                        _ => self.i += 1,
+                    }
+                }
+            }
+            _ => {
+                while !matches!(self.peek(), None | Some(b',' | b'}' | b']')) {
+                    self.i += 1;
+                }
+            }
+        }
+        Some(&self.t[start..self.i])
+    }
+
+    fn raw(&mut self) -> Option<S> {
+        let r = self.skip()?;
+        Some(self.at(r))
+    }
+
+    fn is_null(&mut self) -> bool {
+        self.lit("null")
+    }
+
+    fn number(&mut self) -> Option<Num> {
+        let start = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
+            self.i += 1;
+        }
+        parse_num(&self.t[start..self.i])
+    }
+
+    fn onum(&mut self) -> Option<ONum> {
+        if self.is_null() {
+            Some(None)
+        } else {
+            self.number().map(Some)
+        }
+    }
+
+    fn int(&mut self) -> Option<i64> {
+        match self.number()? {
+            I(i) => Some(i),
+            F(_) => None,
+        }
+    }
+
+    /// A string value's content: in place if it has no escape, else unescaped and appended.
+    fn string(&mut self) -> Option<S> {
+        let (t, esc) = self.str_tok()?;
+        if !esc {
             return Some(self.at(&t[1..t.len() - 1]));
         }
         let s: String = serde_json::from_str(t).ok()?;
         Some(self.push(&s))
     }
 
-    fn ostring(&mut self, r: &RawValue) -> Option<Option<S>> {
-        if is_null(r) {
+    fn ostring(&mut self) -> Option<Option<S>> {
+        if self.is_null() {
             Some(None)
         } else {
-            self.string(r).map(Some)
+            self.string().map(Some)
         }
     }
 
-    fn strings(&mut self, r: &RawValue) -> Option<SmallVec<[S; 2]>> {
-        let v: Vec<&RawValue> = serde_json::from_str(r.get()).ok()?;
-        v.into_iter().map(|s| self.string(s)).collect()
+    /// `f(key)` per member of an object, which parses the member's value.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let k = self.key()?;
+            f(self, k)?;
+            if self.eat(b',').is_none() {
+                return self.eat(b'}');
+            }
+        }
     }
 
-    fn num_map(&self, r: &RawValue) -> Option<NumMap> {
-        let o = obj(r)?;
-        if !distinct(o.iter().map(|(k, _)| *k)) {
-            return None;
+    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
         }
-        o.iter().map(|(k, v)| Some((self.at(k), number(v)?))).collect()
+        loop {
+            f(self)?;
+            if self.eat(b',').is_none() {
+                return self.eat(b']');
+            }
+        }
+    }
+
+    /// The next member of an object of fixed keys: ``k``'s (``first``: after the brace).
+    fn field(&mut self, k: &str, first: bool) -> Option<()> {
+        if first {
+            self.eat(b'{')?;
+        } else {
+            self.eat(b',')?;
+        }
+        (self.key()? == k).then_some(())
+    }
+
+    fn strings(&mut self) -> Option<SmallVec<[S; 2]>> {
+        let mut v = SmallVec::new();
+        self.array(|cx| {
+            v.push(cx.string()?);
+            Some(())
+        })?;
+        Some(v)
+    }
+
+    fn num_map(&mut self) -> Option<NumMap> {
+        let mut m = NumMap::new();
+        let mut keys: SmallVec<[&str; 8]> = SmallVec::new();
+        self.object(|cx, k| {
+            keys.push(k);
+            let n = cx.number()?;
+            m.push((cx.at(k), n));
+            Some(())
+        })?;
+        distinct(&keys).then_some(m)
     }
 }
 
@@ -316,26 +396,30 @@ pub struct Boot {
 
 pub type Seqs = SmallVec<[(S, SmallVec<[Boot; 2]>); 3]>;
 
-fn parse_seqs(cx: &mut Ctx, r: &RawValue) -> Option<Seqs> {
-    let o = obj(r)?;
-    if !distinct(o.iter().map(|(k, _)| *k)) {
-        return None;
-    }
+fn parse_seqs(cx: &mut Ctx) -> Option<Seqs> {
     let mut out = Seqs::new();
-    for (schema, boots) in o {
-        let b = obj(boots)?;
-        if !distinct(b.iter().map(|(k, _)| *k)) {
+    let mut schemas: SmallVec<[&str; 4]> = SmallVec::new();
+    cx.object(|cx, schema| {
+        schemas.push(schema);
+        let mut v: SmallVec<[Boot; 2]> = SmallVec::new();
+        let mut ids: SmallVec<[&str; 4]> = SmallVec::new();
+        cx.object(|cx, id| {
+            ids.push(id);
+            cx.eat(b'[')?;
+            let top = cx.int()?;
+            cx.eat(b',')?;
+            let missing = cx.raw()?;
+            cx.eat(b']')?;
+            v.push(Boot { id: cx.at(id), top, missing });
+            Some(())
+        })?;
+        if !distinct(&ids) {
             return None;
         }
-        let mut v = SmallVec::new();
-        for (id, entry) in b {
-            let (top, missing): (Number, &RawValue) = serde_json::from_str(entry.get()).ok()?;
-            let I(top) = number_of(&top)? else { return None };
-            v.push(Boot { id: cx.at(id), top, missing: cx.raw(missing) });
-        }
         out.push((cx.at(schema), v));
-    }
-    Some(out)
+        Some(())
+    })?;
+    distinct(&schemas).then_some(out)
 }
 
 /// state["last"] when not null: the usage baseline; counters by their index in COUNTERS.
@@ -346,13 +430,19 @@ pub struct Last {
 }
 
 impl Last {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
-        let [boot, seq, counters] = fields(r, ["boot_id", "seq", "counters"])?;
+    fn parse(cx: &mut Ctx) -> Option<Self> {
+        cx.field("boot_id", true)?;
+        let boot = cx.string()?;
+        cx.field("seq", false)?;
+        let seq = cx.int()?;
+        cx.field("counters", false)?;
         let mut c = [None; 5];
-        for (k, v) in obj(counters)? {
-            c[COUNTERS.iter().position(|p| *p == k)?] = Some(number(v)?);
-        }
-        Some(Self { boot: cx.string(boot)?, seq: int(seq)?, counters: c })
+        cx.object(|cx, k| {
+            c[COUNTERS.iter().position(|p| *p == k)?] = Some(cx.number()?);
+            Some(())
+        })?;
+        cx.eat(b'}')?;
+        Some(Self { boot, seq, counters: c })
     }
 
     /// In COUNTERS order, as validation.counters_of builds it (a loaded state in another order
@@ -405,30 +495,58 @@ const PROOF_KEYS: [&str; 16] = ["n", "interval_s", "boot_id", "first_seq", "last
                                 "cpu_core_s", "cores", "mem_byte_s", "gpu_s", "bytes", "max_skew_us", "sources", "ebpf"];
 
 impl ProofAcc {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
-        let [n, interval_s, boot_id, first_seq, last_seq, gaps, digest, inputs, cpu_core_s, cores, mem_byte_s,
-             gpu_s, bytes, max_skew_us, sources, ebpf] = fields(r, PROOF_KEYS)?;
-        let mut d = [0u8; 32];
-        let hex_digits: &str = serde_json::from_str(digest.get()).ok()?;
-        hex::decode_to_slice(hex_digits, &mut d).ok()?;
-        let b = fields(bytes, BYTE_NAMES)?;
+    fn parse(cx: &mut Ctx) -> Option<Self> {
+        let mut k = PROOF_KEYS.into_iter().enumerate();
+        let mut f = |cx: &mut Ctx| {
+            let (i, key) = k.next().expect("as many fields as PROOF_KEYS");
+            cx.field(key, i == 0)
+        };
+        f(cx)?;
+        let n = cx.onum()?;
+        f(cx)?;
+        let interval_s = cx.onum()?;
+        f(cx)?;
+        let boot_id = cx.ostring()?;
+        f(cx)?;
+        let first_seq = cx.onum()?;
+        f(cx)?;
+        let last_seq = cx.onum()?;
+        f(cx)?;
+        let gaps = cx.raw()?;
+        f(cx)?;
+        let (hex_digits, esc) = cx.str_tok()?;
+        let mut digest = [0u8; 32];
+        if esc {
+            return None;
+        }
+        hex::decode_to_slice(&hex_digits[1..hex_digits.len() - 1], &mut digest).ok()?;
+        f(cx)?;
+        let inputs = cx.onum()?;
+        f(cx)?;
+        let cpu_core_s = cx.onum()?;
+        f(cx)?;
+        let cores = cx.onum()?;
+        f(cx)?;
+        let mem_byte_s = cx.onum()?;
+        f(cx)?;
+        let gpu_s = cx.onum()?;
+        f(cx)?;
+        let mut bytes = [None; 4];
+        for (i, (b, name)) in bytes.iter_mut().zip(BYTE_NAMES).enumerate() {
+            cx.field(name, i == 0)?;
+            *b = cx.onum()?;
+        }
+        cx.eat(b'}')?;
+        f(cx)?;
+        let max_skew_us = cx.onum()?;
+        f(cx)?;
+        let sources = cx.strings()?;
+        f(cx)?;
+        let ebpf = cx.raw()?;
+        cx.eat(b'}')?;
         Some(Self {
-            n: onum(n)?,
-            interval_s: onum(interval_s)?,
-            boot_id: cx.ostring(boot_id)?,
-            first_seq: onum(first_seq)?,
-            last_seq: onum(last_seq)?,
-            gaps: cx.raw(gaps),
-            digest: d,
-            inputs: onum(inputs)?,
-            cpu_core_s: onum(cpu_core_s)?,
-            cores: onum(cores)?,
-            mem_byte_s: onum(mem_byte_s)?,
-            gpu_s: onum(gpu_s)?,
-            bytes: [onum(b[0])?, onum(b[1])?, onum(b[2])?, onum(b[3])?],
-            max_skew_us: onum(max_skew_us)?,
-            sources: cx.strings(sources)?,
-            ebpf: cx.raw(ebpf),
+            n, interval_s, boot_id, first_seq, last_seq, gaps, digest, inputs, cpu_core_s, cores, mem_byte_s, gpu_s,
+            bytes, max_skew_us, sources, ebpf,
         })
     }
 
@@ -498,50 +616,66 @@ pub struct AggAcc {
 const AGG_KEYS: [&str; 13] =
     ["n", "interval_s", "boot_id", "sources", "cores", "mem_total", "sum", "max", "rate", "hist", "unit", "ctr", "ebpf_n"];
 
-fn parse_pairs<const N: usize>(r: &RawValue, names: &[&str]) -> Option<SmallVec<[(u8, Num, Num); N]>>
+fn parse_pairs<const N: usize>(cx: &mut Ctx, names: &[&str]) -> Option<SmallVec<[(u8, Num, Num); N]>>
 where
     [(u8, Num, Num); N]: smallvec::Array<Item = (u8, Num, Num)>,
 {
-    let o = obj(r)?;
-    if !distinct(o.iter().map(|(k, _)| *k)) {
-        return None;
-    }
-    let mut v = SmallVec::new();
-    for (k, p) in o {
+    let mut v: SmallVec<[(u8, Num, Num); N]> = SmallVec::new();
+    cx.object(|cx, k| {
         let i = names.iter().position(|n| *n == k)? as u8;
-        let (a, b): (Number, Number) = serde_json::from_str(p.get()).ok()?;
-        v.push((i, number_of(&a)?, number_of(&b)?));
-    }
-    Some(v)
+        cx.eat(b'[')?;
+        let a = cx.number()?;
+        cx.eat(b',')?;
+        let b = cx.number()?;
+        cx.eat(b']')?;
+        v.push((i, a, b));
+        Some(())
+    })?;
+    distinct(&v.iter().map(|e| e.0).collect::<SmallVec<[u8; 8]>>()).then_some(v)
 }
 
 impl AggAcc {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
-        let [n, interval_s, boot_id, sources, cores, mem_total, sum, max, rate, hist, unit, ctr, ebpf_n] =
-            fields(r, AGG_KEYS)?;
-        let mo = obj(max)?;
-        if !distinct(mo.iter().map(|(k, _)| *k)) {
+    fn parse(cx: &mut Ctx) -> Option<Self> {
+        let mut k = AGG_KEYS.into_iter().enumerate();
+        let mut f = |cx: &mut Ctx| {
+            let (i, key) = k.next().expect("as many fields as AGG_KEYS");
+            cx.field(key, i == 0)
+        };
+        f(cx)?;
+        let n = cx.onum()?;
+        f(cx)?;
+        let interval_s = cx.onum()?;
+        f(cx)?;
+        let boot_id = cx.ostring()?;
+        f(cx)?;
+        let sources = cx.strings()?;
+        f(cx)?;
+        let cores = cx.onum()?;
+        f(cx)?;
+        let mem_total = cx.onum()?;
+        f(cx)?;
+        let sum = parse_pairs(cx, &SUM_NAMES)?;
+        f(cx)?;
+        let mut max: SmallVec<[(u8, Num); 5]> = SmallVec::new();
+        cx.object(|cx, k| {
+            max.push((SUM_NAMES.iter().position(|n| *n == k)? as u8, cx.number()?));
+            Some(())
+        })?;
+        if !distinct(&max.iter().map(|e| e.0).collect::<SmallVec<[u8; 8]>>()) {
             return None;
         }
-        let mut maxes = SmallVec::new();
-        for (k, v) in mo {
-            maxes.push((SUM_NAMES.iter().position(|n| *n == k)? as u8, number(v)?));
-        }
-        Some(Self {
-            n: onum(n)?,
-            interval_s: onum(interval_s)?,
-            boot_id: cx.ostring(boot_id)?,
-            sources: cx.strings(sources)?,
-            cores: onum(cores)?,
-            mem_total: onum(mem_total)?,
-            sum: parse_pairs(sum, &SUM_NAMES)?,
-            max: maxes,
-            rate: parse_pairs(rate, &RATE_NAMES)?,
-            hist: cx.raw(hist),
-            unit: cx.raw(unit),
-            ctr: cx.raw(ctr),
-            ebpf_n: cx.raw(ebpf_n),
-        })
+        f(cx)?;
+        let rate = parse_pairs(cx, &RATE_NAMES)?;
+        f(cx)?;
+        let hist = cx.raw()?;
+        f(cx)?;
+        let unit = cx.raw()?;
+        f(cx)?;
+        let ctr = cx.raw()?;
+        f(cx)?;
+        let ebpf_n = cx.raw()?;
+        cx.eat(b'}')?;
+        Some(Self { n, interval_s, boot_id, sources, cores, mem_total, sum, max, rate, hist, unit, ctr, ebpf_n })
     }
 
     fn write(&self, w: &mut W) {
@@ -582,15 +716,15 @@ impl AggAcc {
 
 /// An accumulator type of a window family.
 pub trait Acc: Clone + Sized {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self>;
+    fn parse(cx: &mut Ctx) -> Option<Self>;
     fn write(&self, w: &mut W);
     /// Every range it holds, to move it to another text.
     fn ranges(&mut self) -> impl Iterator<Item = &mut S>;
 }
 
 impl Acc for ProofAcc {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
-        ProofAcc::parse(cx, r)
+    fn parse(cx: &mut Ctx) -> Option<Self> {
+        ProofAcc::parse(cx)
     }
     fn write(&self, w: &mut W) {
         ProofAcc::write(self, w)
@@ -601,8 +735,8 @@ impl Acc for ProofAcc {
 }
 
 impl Acc for AggAcc {
-    fn parse(cx: &mut Ctx, r: &RawValue) -> Option<Self> {
-        AggAcc::parse(cx, r)
+    fn parse(cx: &mut Ctx) -> Option<Self> {
+        AggAcc::parse(cx)
     }
     fn write(&self, w: &mut W) {
         AggAcc::write(self, w)
@@ -625,9 +759,11 @@ pub struct Template<A> {
 impl<A: Acc> Template<A> {
     pub fn new(json: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(json).ok()?;
-        let raw: &RawValue = serde_json::from_str(text).ok()?;
-        let mut cx = Ctx { base: text, extra: String::new() };
-        let acc = A::parse(&mut cx, raw)?;
+        let mut cx = Ctx::new(text);
+        let acc = A::parse(&mut cx)?;
+        if cx.i != text.len() {
+            return None;
+        }
         let text = format!("{text}{}", cx.extra);
         let mut out = Vec::new();
         acc.write(&mut W { text: &text, out: &mut out });
@@ -649,12 +785,13 @@ pub enum Family {
     Other(S),
 }
 
-fn parse_wins<A: Acc>(cx: &mut Ctx, r: &RawValue) -> Option<Wins<A>> {
-    let o = obj(r)?;
-    if !distinct(o.iter().map(|(k, _)| *k)) {
-        return None;
-    }
-    o.into_iter().map(|(k, a)| Some((window_key(k)?, A::parse(cx, a)?))).collect()
+fn parse_wins<A: Acc>(cx: &mut Ctx) -> Option<Wins<A>> {
+    let mut v: Wins<A> = SmallVec::new();
+    cx.object(|cx, k| {
+        v.push((window_key(k)?, A::parse(cx)?));
+        Some(())
+    })?;
+    distinct(&v.iter().map(|e| e.0).collect::<SmallVec<[i64; 8]>>()).then_some(v)
 }
 
 fn w_wins<A: Acc>(w: &mut W, v: &[(i64, A)]) {
@@ -736,17 +873,25 @@ pub struct State {
     pub seen: Option<NumMap>,
 }
 
-fn inv_nums(r: &RawValue) -> Option<Option<(ONum, ONum)>> {
-    if is_null(r) {
-        return Some(None);
+/// state["inventory"]: its range, and what check_capacity reads of it.
+fn parse_inventory(cx: &mut Ctx) -> Option<(S, Option<(ONum, ONum)>)> {
+    let start = cx.i;
+    if cx.is_null() {
+        return Some((cx.at(&cx.t[start..cx.i]), None));
     }
-    let o = obj(r)?;
+    let (mut cores, mut mem) = (None, None);
     // the last of duplicate keys, as Python's dict holds it
-    let get = |key: &str| match o.iter().rev().find(|(k, _)| *k == key) {
-        None => Some(None),
-        Some((_, v)) => onum(v),
-    };
-    Some(Some((get("cores")?, get("memory_total_bytes")?)))
+    cx.object(|cx, k| {
+        match k {
+            "cores" => cores = cx.onum()?,
+            "memory_total_bytes" => mem = cx.onum()?,
+            _ => {
+                cx.skip()?;
+            }
+        }
+        Some(())
+    })?;
+    Some((cx.at(&cx.t[start..cx.i]), Some((cores, mem))))
 }
 
 impl State {
@@ -754,66 +899,71 @@ impl State {
     /// also checks that it writes back the same bytes). ``agg``: the aggregation families.
     pub fn parse(json: &[u8], agg: &[(String, i64)]) -> Option<Self> {
         let base = std::str::from_utf8(json).ok()?;
-        let top = serde_json::from_str::<RawObj>(base).ok()?.0;
-        let mut cx = Ctx { base, extra: String::new() };
+        let mut cx = Ctx::new(base);
         let mut order = SmallVec::new();
-        let (mut inventory, mut inv, mut seqs, mut last, mut wm) = (None, None, None, None, None);
+        let (mut inventory, mut seqs, mut last, mut wm) = (None, None, None, None);
         let (mut windows, mut closed, mut counts, mut seen) = (None, None, None, None);
-        for (k, r) in top {
+        cx.object(|cx, k| {
             let slot = match k {
                 "inventory" if inventory.is_none() => {
-                    inv = Some(inv_nums(r)?);
-                    inventory = Some(cx.raw(r));
+                    inventory = Some(parse_inventory(cx)?);
                     Slot::Inventory
                 }
                 "seqs" if seqs.is_none() => {
-                    seqs = Some(parse_seqs(&mut cx, r)?);
+                    seqs = Some(parse_seqs(cx)?);
                     Slot::Seqs
                 }
                 "last" if last.is_none() => {
-                    last = Some(if is_null(r) { None } else { Some(Last::parse(&mut cx, r)?) });
+                    last = Some(if cx.is_null() { None } else { Some(Last::parse(cx)?) });
                     Slot::Last
                 }
                 "wm" if wm.is_none() => {
-                    wm = Some(cx.num_map(r)?);
+                    wm = Some(cx.num_map()?);
                     Slot::Wm
                 }
                 "windows" if windows.is_none() => {
-                    let o = obj(r)?;
-                    if !distinct(o.iter().map(|(k, _)| *k)) {
-                        return None;
-                    }
-                    let mut fams = SmallVec::new();
-                    for (name, w) in o {
+                    let mut fams: SmallVec<[(S, Family); 3]> = SmallVec::new();
+                    let mut names: SmallVec<[&str; 4]> = SmallVec::new();
+                    cx.object(|cx, name| {
+                        names.push(name);
                         let fam = if name == "proof" {
-                            Family::Proof(parse_wins(&mut cx, w)?)
+                            Family::Proof(parse_wins(cx)?)
                         } else if agg.iter().any(|(n, _)| n == name) {
-                            Family::Agg(parse_wins(&mut cx, w)?)
+                            Family::Agg(parse_wins(cx)?)
                         } else {
-                            Family::Other(cx.raw(w))
+                            Family::Other(cx.raw()?)
                         };
                         fams.push((cx.at(name), fam));
+                        Some(())
+                    })?;
+                    if !distinct(&names) {
+                        return None;
                     }
                     windows = Some(fams);
                     Slot::Windows
                 }
                 "closed" if closed.is_none() => {
-                    closed = Some(cx.num_map(r)?);
+                    closed = Some(cx.num_map()?);
                     Slot::Closed
                 }
                 "counts" if counts.is_none() => {
-                    counts = Some(cx.num_map(r)?);
+                    counts = Some(cx.num_map()?);
                     Slot::Counts
                 }
                 "seen" if seen.is_none() => {
-                    seen = Some(cx.num_map(r)?);
+                    seen = Some(cx.num_map()?);
                     Slot::Seen
                 }
                 "inventory" | "seqs" | "last" | "wm" | "windows" | "closed" | "counts" | "seen" => return None,
-                _ => Slot::Other(cx.at(k), cx.raw(r)),
+                _ => Slot::Other(cx.at(k), cx.raw()?),
             };
             order.push(slot);
+            Some(())
+        })?;
+        if cx.i != base.len() {
+            return None;
         }
+        let (inventory, inv) = inventory?;
         let mut text = String::with_capacity(base.len() + cx.extra.len() + 256);
         text.push_str(base);
         text.push_str(&cx.extra);
@@ -821,8 +971,8 @@ impl State {
             text,
             loaded: base.len() + cx.extra.len(),
             order,
-            inventory: inventory?,
-            inv: inv?,
+            inventory,
+            inv,
             seqs: seqs?,
             last: last?,
             wm: wm?,
