@@ -512,6 +512,11 @@ impl ProofAcc {
         f(cx)?;
         let last_seq = cx.onum()?;
         f(cx)?;
+        // untouched by the fast path, but proofs.add_usage's `acc["gaps"].extend(gaps)` raises on
+        // anything but a list
+        if cx.peek()? != b'[' {
+            return None;
+        }
         let gaps = cx.raw()?;
         f(cx)?;
         let (hex_digits, esc) = cx.str_tok()?;

@@ -1141,6 +1141,17 @@ def test_store_dirty_flags_take_and_dump() -> None:
         store.load(h1, b"[1, 2]", False)
 
 
+def test_proof_window_whose_gaps_is_not_a_list() -> None:
+    """proofs.add_usage extends acc["gaps"] even with nothing to add, so Python raises on a state whose
+    gaps is not a list: the fast path, which never touches gaps, must decline that state too."""
+    duo, gen = start(clean=3)
+    h1 = gen.h.host_id
+    for acc in duo.b[h1]["windows"]["proof"].values():
+        acc["gaps"] = False
+    duo.set_a(h1, duo.b[h1])
+    assert duo.feed(gen.usage(state=duo.b[h1])) == ("raised AttributeError", False)
+
+
 def test_ingest_releases_the_gil() -> None:
     """A Python thread keeps counting while a large batch runs in another thread."""
     cfg = replace(DEFAULT, clock_skew_s=1e6, stale_after_s=1e7)  # one host, samples spanning an hour
