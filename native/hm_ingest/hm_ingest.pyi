@@ -12,7 +12,9 @@ class HostStore:
         orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc())."""
 
     def load(self, host_id: str, state_json: bytes, dirty: bool) -> None:
-        """Insert or replace a host's state."""
+        """Insert or replace a host's state (ValueError unless a JSON object). One the store does not
+        write back byte for byte as loaded (not orjson's compact form, or a shape the engine never
+        makes) is kept as these bytes, and every record of its host declines."""
 
     def take(self, host_id: str) -> tuple[bytes, bool] | None:
         """Remove a host's state: (its JSON, its dirty flag), or None if not stored."""
