@@ -9,7 +9,8 @@ class HostStore:
                  stale_after_s: float, clock_skew_s: float, over_capacity_factor: float,
                  new_proof_acc_json: bytes, new_agg_acc_json: bytes) -> None:
         """``agg``: (window name, length in us) in the engine's order; the templates are
-        orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc())."""
+        orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc()). ValueError if the
+        schema uses a keyword (or pattern syntax) that the store's validator does not implement."""
 
     def load(self, host_id: str, state_json: bytes, dirty: bool) -> None:
         """Insert or replace a host's state (ValueError unless a JSON object). One the store does not

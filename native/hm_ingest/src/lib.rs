@@ -26,10 +26,13 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod dom;
 mod state;
+mod validator;
+use dom::Dom;
 use smallvec::SmallVec;
 use state::{AggAcc, Family, ONum, ProofAcc, State, Template, S};
 
@@ -146,38 +149,51 @@ fn int_float_cmp(i: i64, f: f64) -> Option<Ordering> {
     })
 }
 
-/// A JSON number as Python holds it (orjson and the state's JSON alike): Some(None) for a
-/// non-number, None (decline) for an int beyond i64.
-fn num(v: &Value) -> Option<Option<Num>> {
-    match v {
-        Value::Number(n) if n.is_f64() => Some(n.as_f64().map(F)),
-        Value::Number(n) => n.as_i64().map(|i| Some(I(i))),
+/// A JSON number of the record as Python holds it (orjson.loads): Some(None) for a non-number,
+/// None (decline) for an int beyond i64.
+fn num(v: &Dom) -> Option<Option<Num>> {
+    match *v {
+        Dom::F(f) => Some(Some(F(f))),
+        Dom::I(i) => Some(Some(I(i))),
+        Dom::U(_) => None,
         _ => Some(None),
     }
 }
 
-/// A float -0.0 anywhere in the record: orjson reads the literal `-0` as the int 0 and serde_json
-/// as -0.0, so such a record is left to Python rather than told apart.
-fn has_negative_zero(v: &Value) -> bool {
+/// A record's object: its members in document order, keys unique (dom::parse refuses duplicates).
+type Obj<'a> = [(std::borrow::Cow<'a, str>, Dom<'a>)];
+
+/// `obj.get(key)` of the record's dict.
+fn get<'o, 'a>(obj: &'o Obj<'a>, key: &str) -> Option<&'o Dom<'a>> {
+    obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn as_str<'o>(v: &'o Dom) -> Option<&'o str> {
     match v {
-        Value::Number(n) => n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()),
-        Value::Array(a) => a.iter().any(has_negative_zero),
-        Value::Object(o) => o.values().any(has_negative_zero),
-        _ => false,
+        Dom::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// An int of the record (a float, even integral, is not: it stays a float in Python).
+fn as_i64(v: &Dom) -> Option<i64> {
+    match *v {
+        Dom::I(i) => Some(i),
+        _ => None,
     }
 }
 
 /// validation.numbers at one dotted path: the number there (objects all the way down), if any.
-fn pick(rec: &Map<String, Value>, path: &str) -> Option<Option<Num>> {
+fn pick(rec: &Obj, path: &str) -> Option<Option<Num>> {
     let mut obj = rec;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
-        let Some(v) = obj.get(part) else { return Some(None) };
+        let Some(v) = get(obj, part) else { return Some(None) };
         if parts.peek().is_none() {
             return num(v);
         }
         match v {
-            Value::Object(o) => obj = o,
+            Dom::Obj(o) => obj = o,
             _ => return Some(None),
         }
     }
@@ -185,7 +201,7 @@ fn pick(rec: &Map<String, Value>, path: &str) -> Option<Option<Num>> {
 }
 
 struct Config {
-    validator: jsonschema::Validator,
+    validator: validator::Node,
     proof_len_us: i64,
     agg: Vec<(String, i64)>,
     stale_after_s: f64,
@@ -197,13 +213,17 @@ struct Config {
 
 impl Config {
     /// The record parsed, if it is an hm.usage.v1 record of ``host_id`` that passes the schema.
-    fn parse(&self, host_id: &str, value: &[u8]) -> Option<Map<String, Value>> {
-        let rec: Value = serde_json::from_slice(value).ok()?;
-        if has_negative_zero(&rec) || !self.validator.is_valid(&rec) {
+    /// dom::parse refuses (declines) every record orjson could read differently: duplicate keys,
+    /// a float -0.0 (orjson reads the literal `-0` as the int 0, serde_json as -0.0), a float of
+    /// 2^63 or more (maybe an integer literal past u64), nesting past 128. What it accepts, the
+    /// compiled validator judges as jsonschema (draft 7, formats asserted) judges orjson's dict.
+    fn parse<'a>(&self, host_id: &str, value: &'a [u8]) -> Option<Vec<(std::borrow::Cow<'a, str>, Dom<'a>)>> {
+        let rec = dom::parse(value)?;
+        if !self.validator.is_valid(&rec) {
             return None;
         }
-        let Value::Object(rec) = rec else { return None };
-        if rec.get("schema")?.as_str()? != SCHEMA || rec.get("host_id")?.as_str()? != host_id {
+        let Dom::Obj(rec) = rec else { return None };
+        if as_str(get(&rec, "schema")?)? != SCHEMA || as_str(get(&rec, "host_id")?)? != host_id {
             return None; // the Python path files a record under its own host_id
         }
         Some(rec)
@@ -211,20 +231,20 @@ impl Config {
 
     /// Every number of PATHS in the record (validation.numbers), in one walk of the objects on
     /// the way (a lookup per path hashed some forty keys); None declines.
-    fn numbers(rec: &Map<String, Value>) -> Option<[ONum; NP]> {
+    fn numbers(rec: &Obj) -> Option<[ONum; NP]> {
         let mut nums = [None; NP];
         for (k, v) in rec {
-            let Value::Object(o) = v else { continue };
-            let leaves: &[(&str, usize)] = match k.as_str() {
+            let Dom::Obj(o) = v else { continue };
+            let leaves: &[(&str, usize)] = match k.as_ref() {
                 "cpu" => &[("busy_s", 0), ("utilisation", 5), ("cores", P_CORES), ("busy_core_s", P_BUSY_CORE_S)],
                 "disk" => &[("read_bytes", 1), ("write_bytes", 2), ("read_bytes_per_s", 10), ("write_bytes_per_s", 11)],
                 "network" => &[("rx_bytes", 3), ("tx_bytes", 4), ("rx_bytes_per_s", 12), ("tx_bytes_per_s", 13)],
                 "memory" => &[("used_bytes", P_MEM_USED), ("total_bytes", P_MEM_TOTAL)],
                 "load" => {
-                    let Some(Value::Object(psi)) = o.get("psi") else { continue };
+                    let Some(Dom::Obj(psi)) = get(o, "psi") else { continue };
                     for (k, i) in [("cpu", 7), ("memory", 8), ("io", 9)] {
-                        if let Some(Value::Object(r)) = psi.get(k) {
-                            if let Some(v) = r.get("some_avg10") {
+                        if let Some(Dom::Obj(r)) = get(psi, k) {
+                            if let Some(v) = get(r, "some_avg10") {
                                 nums[i] = num(v)?;
                             }
                         }
@@ -246,10 +266,10 @@ impl Config {
 
     /// Engine.ingest's decisions for the common case, on the borrowed state; None declines. The
     /// dashboard windows' writes go to ``aggs``. ``vh``: sha256 of the record's value.
-    fn plan(&self, st: &State, rec: &Map<String, Value>, vh: &[u8; 32], now_us: i64, aggs: &mut Vec<AggPlan>)
+    fn plan(&self, st: &State, rec: &Obj, vh: &[u8; 32], now_us: i64, aggs: &mut Vec<AggPlan>)
             -> Option<Plan> {
         // integral floats pass "integer" but stay floats in Python: as_i64 declines them
-        let (boot, seq, ts) = (rec.get("boot_id")?.as_str()?, rec.get("seq")?.as_i64()?, rec.get("ts")?.as_i64()?);
+        let (boot, seq, ts) = (as_str(get(rec, "boot_id")?)?, as_i64(get(rec, "seq")?)?, as_i64(get(rec, "ts")?)?);
 
         // dedupe: only the next seq of a boot already seen (first sights, gaps, fills: Python)
         let si = st.seqs.iter().position(|(s, _)| st.s(*s) == SCHEMA)?;
@@ -292,7 +312,7 @@ impl Config {
 
         // validation.check_capacity
         let (inv_cores, inv_mem) = st.inv.unwrap_or((None, None));
-        let elapsed = match rec.get("elapsed_s") {
+        let elapsed = match get(rec, "elapsed_s") {
             Some(v) => Some(num(v)??), // a null or non-number elapsed_s: Python
             None => None,
         };
@@ -314,8 +334,8 @@ impl Config {
         }
 
         // what the windows read from the record
-        let interval = match rec.get("interval_s") {
-            None | Some(Value::Null) => None,
+        let interval = match get(rec, "interval_s") {
+            None | Some(Dom::Null) => None,
             Some(v) => Some(num(v)??), // `record.get("interval_s") or ...` would keep a non-number
         }
         .filter(|i| i.truthy());
@@ -354,12 +374,15 @@ impl Config {
             None => None,
         };
         let mut gpu_s = None;
-        if let Some(Value::Array(gpus)) = rec.get("gpu") {
+        if let Some(Dom::Arr(gpus)) = get(rec, "gpu") {
             if !gpus.is_empty() {
                 let mut total = I(0); // sum() starts from the int 0
-                for g in gpus.iter().filter_map(Value::as_object) {
-                    let u = match g.get("utilisation") {
-                        None | Some(Value::Null) | Some(Value::Bool(false)) => I(0),
+                for g in gpus.iter().filter_map(|g| match g {
+                    Dom::Obj(o) => Some(o),
+                    _ => None,
+                }) {
+                    let u = match get(g, "utilisation") {
+                        None | Some(Dom::Null) | Some(Dom::Bool(false)) => I(0),
                         Some(v) => num(v)??,
                     };
                     total = total.add(if u.truthy() { u } else { I(0) }.mul(elapsed_or_0)?)?;
@@ -523,7 +546,7 @@ const CHECKED: &str = "checked by Config::plan";
 
 /// The writes of a plan. Every place written was checked by `plan` on this very state, so the
 /// lookups cannot miss; a missing one is a bug, not a record to decline.
-fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, cfg: &Config) {
+fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Obj, cfg: &Config) {
     st.seqs[p.si].1[p.bi].top = p.seq;
     st.counts[p.accepted_i].1 = I(p.accepted);
     st.set_seen(SCHEMA, I(p.now_us));
@@ -531,8 +554,8 @@ fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Map<String, Value>, c
     // the record's boot is the baseline's (plan), and its sources as ranges of the state's text
     let boot = st.last.as_ref().expect(CHECKED).boot;
     let mut sources: SmallVec<[(&str, S); 4]> = SmallVec::new();
-    if let Some(Value::Array(a)) = rec.get("sources") {
-        for s in a.iter().filter_map(Value::as_str) {
+    if let Some(Dom::Arr(a)) = get(rec, "sources") {
+        for s in a.iter().filter_map(as_str) {
             sources.push((s, st.source(s)));
         }
     }
@@ -716,8 +739,9 @@ impl HostStore {
            clock_skew_s: f64, over_capacity_factor: f64, new_proof_acc_json: &[u8], new_agg_acc_json: &[u8])
            -> PyResult<Self> {
         let schema: Value = serde_json::from_str(usage_schema_json).map_err(value_error)?;
-        // draft 7 with formats asserted, as schemas._compiled builds it
-        let validator = jsonschema::draft7::options().should_validate_formats(true).build(&schema).map_err(value_error)?;
+        // verdicts of jsonschema draft 7 with formats asserted, as schemas._compiled builds it, for
+        // the keywords validator.rs implements; a schema with any other keyword is a ValueError
+        let validator = validator::compile_root(&schema).map_err(PyValueError::new_err)?;
         if proof_len_us <= 0 || agg.iter().any(|(_, n)| *n <= 0) {
             return Err(PyValueError::new_err("window lengths must be positive"));
         }
