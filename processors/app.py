@@ -97,10 +97,10 @@ class Routed:
     """One chunk on the native pipeline (Processor._route, _submit, _settle)."""
 
     chunk: list[Any]
-    verified: Verified
-    items: list[tuple[str, bytes]] = field(default_factory=list)  # (host_id, value) for the native store
+    items: list[tuple[str, bytes, Any]] = field(default_factory=list)  # (host_id, value, headers) for the store
     fast: list[Any] = field(default_factory=list)  # their messages
     python: list[Any] = field(default_factory=list)  # the messages routed to the Python engine
+    checking: asyncio.Future[Verified] | None = None  # the Python-bound records' signatures, checked ahead
     now_us: int = 0
     taken: asyncio.Future[list[int | None]] | None = None  # the store's answers: ts, or None (declined)
 
@@ -247,7 +247,8 @@ class Processor:
 
     def _native(self, host_id: str) -> bool:
         """Is the host's state in the native store? Moves it there from Python (or from the table) unless
-        Python must keep it: a delivery holds it across awaits, or its records wait for the inventory."""
+        Python must keep it: a delivery holds it across awaits, its records wait for the inventory, no
+        key is pinned yet (the store would decline every record), or strict mode does not enrol it."""
         store = self.store
         if store is None:
             return False
@@ -255,22 +256,31 @@ class Processor:
             return True
         if host_id in self.delivering or host_id in self.parked or host_id in self.released:
             return False
-        held = self.states.pop(host_id, None)
-        changed = self.dirty.pop(host_id, None)
-        if changed is not None or held is not None:
-            state = changed or held
-            store.load(host_id, orjson.dumps(state), changed is not None)
+        if self.cfg.enrolled is not None and host_id not in self.cfg.enrolled:
+            return False
+        state = self.dirty.get(host_id) or self.states.get(host_id)
+        if state is not None:
+            if state["key"] is None:
+                return False
+            changed = self.dirty.pop(host_id, None) is not None
+            self.states.pop(host_id, None)
+            store.load(host_id, orjson.dumps(state), changed)
             self.native_keys[host_id] = state["key"]
             return True
         raw = self.table.get(host_id.encode())
         if raw is None:
             return False  # a host never seen: the Python engine starts its state
         store.load(host_id, raw, False)
-        self.native_keys[host_id] = store.key(host_id)
+        key = store.key(host_id)
+        if key is None:
+            store.take(host_id)  # no key pinned: Python reads it from the table when it needs it
+            return False
+        self.native_keys[host_id] = key
         return True
 
     def _pinned_key(self, host_id: str) -> Any:
-        if self._native(host_id):
+        """The host's pinned key, wherever its state is; never moves the state."""
+        if host_id in self.native_keys:
             return self.native_keys[host_id]
         return (self.get(host_id) or {}).get("key")
 
@@ -292,14 +302,15 @@ class Processor:
     async def _on_batch(self, messages: list[Any]) -> None:
         # The verify threads check one chunk's signatures while this thread decodes and applies
         # the chunk before it, so it waits only for the first chunk's answers.
-        for chunk, checking in self._verify_ahead(messages):
-            if self.store is not None:
-                # a pipeline: this chunk is routed while the ingest thread applies the one before; that
-                # one is settled (its other records through the Python engine) before this one goes in
-                routed = self._route(chunk, await checking)
+        if self.store is not None:
+            # a pipeline: this chunk is routed while the ingest thread applies the one before; that one
+            # is settled (its other records through the Python engine) before this one goes in
+            for i in range(0, len(messages), VERIFY_CHUNK):
+                routed = self._route(messages[i:i + VERIFY_CHUNK])
                 await self._settle()
                 self._submit(routed)
-                continue
+            messages = []
+        for chunk, checking in self._verify_ahead(messages):
             decoded = [_decode(msg) for msg in chunk]
             verified = await checking
             for msg, dec in zip(chunk, decoded):
@@ -312,27 +323,28 @@ class Processor:
         if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
 
-    def _route(self, chunk: list[Any], verified: Verified) -> Routed:
-        """Split a chunk into the records the native store may take and those for the Python engine.
-        Each host's records still apply in order: its records leave the fast path at its first one
-        that cannot take it (another topic, an identity check) or that the store declines (the
-        store declines the host's later ones in the chunk too), and the chunk goes to the ingest
-        thread only once the chunk before is settled. The Python engine takes a host's state out of
-        the store (get) to apply a record, so the store declines that host until a later chunk's
-        routing (_native) brings it back."""
-        store, cfg = self.store, self.cfg
-        assert store is not None
-        routed = Routed(chunk, verified)
+    def _route(self, chunk: list[Any]) -> Routed:
+        """Split a chunk into the records the native store may take (usage records of hosts it holds;
+        it checks their signatures itself) and those for the Python engine, whose signatures the
+        verify thread checks meanwhile. Each host's records still apply in order: its records leave
+        the fast path at its first one that cannot take it (another topic, a host the store does not
+        hold) or that the store declines (the store declines the host's later ones in the chunk
+        too), and the chunk goes to the ingest thread only once the chunk before is settled. The
+        Python engine takes a host's state out of the store (get) to apply a record, so the store
+        declines that host until a later chunk's routing (_native) brings it back."""
+        routed = Routed(chunk)
         stopped: set[str] = set()
+        native_keys = self.native_keys
         for msg in chunk:
             host_id = msg.key.decode("ascii", "replace") if msg.key else ""
-            if (msg.topic == "hm.usage.v1" and host_id not in stopped and self._native(host_id)
-                    and native.identity_ok(host_id, self.native_keys[host_id], msg.value, msg.headers, cfg, verified)):
-                routed.items.append((host_id, msg.value))
+            if (msg.topic == native.USAGE and msg.value is not None and host_id not in stopped
+                    and (host_id in native_keys or self._native(host_id))):
+                routed.items.append((host_id, msg.value, msg.headers))
                 routed.fast.append(msg)
             else:
                 stopped.add(host_id)
                 routed.python.append(msg)
+        routed.checking = self._verify_ahead(routed.python)[0][1] if routed.python else None
         return routed
 
     def _submit(self, routed: Routed) -> None:
@@ -355,7 +367,7 @@ class Processor:
             declined = []
             if routed.taken is not None:
                 accepted = 0
-                for msg, (host_id, _value), ts in zip(routed.fast, routed.items, await routed.taken):
+                for msg, (host_id, _value, _headers), ts in zip(routed.fast, routed.items, await routed.taken):
                     if ts is None:
                         declined.append(msg)
                         continue
@@ -368,8 +380,9 @@ class Processor:
             if declined:
                 position = {id(msg): i for i, msg in enumerate(routed.chunk)}
                 todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
+            verified = await routed.checking if routed.checking is not None else None
             for msg in todo:
-                if await self._handle(msg, first=True, verified=routed.verified):
+                if await self._handle(msg, first=True, verified=verified):
                     msg.value = None
                     self.unacked.append(msg)
 

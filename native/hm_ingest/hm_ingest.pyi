@@ -1,5 +1,7 @@
 """Native host-state store with a GIL-free batch fast path for hm.usage.v1: see src/lib.rs."""
 
+from typing import Any
+
 class HostStore:
     """Host states (the JSON of processors.engine.new_state) by host_id, each with a dirty flag.
     Thread-safe: ``ingest`` and ``dump_dirty`` run with the GIL released; the other calls take the
@@ -31,8 +33,9 @@ class HostStore:
     def __len__(self) -> int: ...
     def __contains__(self, host_id: str) -> bool: ...
 
-    def ingest(self, batch: list[tuple[str, bytes]], now_us: int) -> list[int | None]:
-        """Per (host_id, value), in order and with the GIL released: the record's ts when the fast
-        path accepted it into the host's stored state (now dirty), else None with that state
-        untouched; once a host declines, its later records in the batch decline too. The caller
-        has checked the identity rules for every record."""
+    def ingest(self, batch: list[tuple[str, bytes, Any]], now_us: int) -> list[int | None]:
+        """Per (host_id, value, Kafka headers), in order and with the GIL released: the record's ts
+        when the fast path accepted it into the host's stored state (now dirty), else None with that
+        state untouched; once a host declines, its later records in the batch decline too. The store
+        checks the identity rules (hm-keyid, hm-sig against the pinned key, as one batch check);
+        strict mode's enrollment is the caller's."""

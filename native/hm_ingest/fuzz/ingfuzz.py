@@ -45,7 +45,7 @@ for it in range(6000):
     except orjson.JSONEncodeError: continue
     store.load(hid, b, False)
     topic,v,hd=recs[hid]
-    res=store.ingest([(hid,v)], now)[0]
+    res=store.ingest([(hid,v,hd)], now)[0]
     out,dirty=store.take(hid)
     py=orjson.loads(b)
     try:

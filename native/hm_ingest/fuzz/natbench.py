@@ -21,7 +21,7 @@ batch=[]
 for i in range(1,S+1):
     for h in sims:
         topic,k,v,hd=h.message("hm.usage.v1", h.usage(t+i*1_000_000))
-        batch.append((h.host_id, v))
+        batch.append((h.host_id, v, hd))
 gc.disable()
 for lo in range(0,len(batch),2000):
     pass

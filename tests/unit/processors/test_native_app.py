@@ -119,7 +119,8 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool):
                         proc.dirty[host_id] = state
                         proc._look_again(host_id, state, clock.now)
         await proc._settle()  # as the timer does
-        await proc._replay_parked(everything=True)
+        for host_id in list(proc.parked):  # the grace ends for every host still parked
+            await proc._replay(host_id)
         await proc._checkpoint()
     asyncio.run(feed())
     table = {key: orjson.loads(raw) for key, raw in proc.table.items()}
