@@ -129,7 +129,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
     end = await end_offsets(settings, INPUTS)
     backlog = sum(end[tp] - start.get(tp, 0) for tp in end)
     env = {**os.environ, "HMTEL_STATE_DIR": str(tmp / group), "HMTEL_PROCESSOR_APP_ID": group,
-           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "WARNING"}
+           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "INFO" if args.worker_log else "WARNING"}
     logs = [tmp / f"{group}-{i}.log" for i in range(args.workers)]
     workers = [start_worker(env, str(i), logs[i]) for i in range(args.workers)]
     try:
@@ -168,6 +168,8 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                 w.wait(30)
             except subprocess.TimeoutExpired:
                 w.kill()
+        if args.worker_log:
+            shutil.copyfile(logs[0], args.worker_log)
     lean = await lean_probe(settings, start, end) if args.lean_probe else None
     # The commits come at checkpoints (processor_checkpoint_s), so "drained" includes the wait for the
     # last one. The processing rate excludes it: the records committed by the last checkpoint before
@@ -302,6 +304,7 @@ async def main() -> None:
                     help="also drain the backlog with plain aiokafka getmany() + the engine (no faust, no outputs)")
     ap.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of worker 0 during the drain")
     ap.add_argument("--profile-s", type=int, default=20)
+    ap.add_argument("--worker-log", metavar="FILE", help="worker 0's log, at INFO (its progress lines every 10 s)")
     args = ap.parse_args()
     settings = load_settings()
     await ensure_topics(settings)

@@ -127,7 +127,8 @@ class Processor:
         self.inflight: Routed | None = None  # the chunk in the ingest thread
         self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
-        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0}
+        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
+                      "native": 0, "declined": 0}  # usage records the native store took / declined to Python
         self.unknown_since: dict[str, float] = {}
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
@@ -376,6 +377,8 @@ class Processor:
                     msg.value = None
                     self.unacked.append(msg)
                 self.stats["accepted"] += accepted
+                self.stats["native"] += accepted
+                self.stats["declined"] += len(declined)
             todo = routed.python
             if declined:
                 position = {id(msg): i for i, msg in enumerate(routed.chunk)}
@@ -590,9 +593,11 @@ class Processor:
         if not records and not done["emitted"]:
             return
         log.info("last %.0f s: %d records (%.0f/s): %d accepted, %d rejected%s; %d outputs sent; %d hosts in memory, "
-                 "%d parked", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
+                 "%d parked%s", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
-                 done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()))
+                 done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()),
+                 f"; native store: {done['native']} taken, {done['declined']} declined to Python"
+                 if self.store is not None else "")
 
     async def _tick(self) -> None:
         app = self.app
