@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import gc
 import logging
 import os
@@ -97,6 +98,7 @@ class Routed:
     """One chunk on the native pipeline (Processor._route, _submit, _settle)."""
 
     chunk: list[Any]
+    seq: int  # chunks are settled in this order
     items: list[tuple[str, bytes, Any]] = field(default_factory=list)  # (host_id, value, headers) for the store
     fast: list[Any] = field(default_factory=list)  # their messages
     python: list[Any] = field(default_factory=list)  # the messages routed to the Python engine
@@ -124,7 +126,11 @@ class Processor:
         self.dirty: dict[str, dict[str, Any]] = {}
         # hosts whose Python states _deliver holds across its awaits: they stay out of the native store
         self.delivering: set[str] = set()
-        self.inflight: Routed | None = None  # the chunk in the ingest thread
+        self.inflight: collections.deque[Routed] = collections.deque()  # chunks not settled yet, oldest first
+        self.routed_seq = self.settled_seq = 0  # chunks routed / settled so far
+        # host -> the chunk that must be settled before its records may take the fast path again: it
+        # holds records of the host bound for the Python engine, routed there or declined
+        self.pending: dict[str, int] = {}
         self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
@@ -170,9 +176,12 @@ class Processor:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
-            # the records of one fetch are decoded together (processors/faust_transport.py): bound
-            # the batch, or a backlog hands over everything prefetched (~150 MB of dicts at 20,000)
-            broker_max_poll_records=2000,
+            # One fetch is one batch (processors/faust_transport.py). Each fetch is a round trip to
+            # the consumer's thread that this thread waits for: with 2,000 records and 1 MiB per
+            # partition it waited 30-45 % of a 20,000-host drain, with 8,000 and 4 MiB about 15 %.
+            # The native path keeps records as bytes; without it, each is decoded to dicts at once.
+            broker_max_poll_records=int(os.environ.get("XPOLL", "8000")),
+            consumer_max_fetch_size=int(os.environ.get("XFETCH", str(4 * 1024**2))),
             web_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
@@ -222,6 +231,7 @@ class Processor:
                 self.dirty[host_id] = orjson.loads(raw)
             self.store.clear()
             self.native_keys.clear()
+            self.pending.clear()
         self.states.clear()
         self.released.clear()  # faust seeks to the committed offsets next: those records come again
         self.due.clear()
@@ -304,12 +314,11 @@ class Processor:
         # The verify threads check one chunk's signatures while this thread decodes and applies
         # the chunk before it, so it waits only for the first chunk's answers.
         if self.store is not None:
-            # a pipeline: this chunk is routed while the ingest thread applies the one before; that one
-            # is settled (its other records through the Python engine) before this one goes in
+            # a pipeline two chunks deep: the ingest thread applies a chunk while this thread settles
+            # the one before (its other records through the Python engine) and routes the next
             for i in range(0, len(messages), VERIFY_CHUNK):
-                routed = self._route(messages[i:i + VERIFY_CHUNK])
-                await self._settle()
-                self._submit(routed)
+                self._submit(self._route(messages[i:i + VERIFY_CHUNK]))
+                await self._settle(keep=1)
             messages = []
         for chunk, checking in self._verify_ahead(messages):
             decoded = [_decode(msg) for msg in chunk]
@@ -327,67 +336,81 @@ class Processor:
     def _route(self, chunk: list[Any]) -> Routed:
         """Split a chunk into the records the native store may take (usage records of hosts it holds;
         it checks their signatures itself) and those for the Python engine, whose signatures the
-        verify thread checks meanwhile. Each host's records still apply in order: its records leave
-        the fast path at its first one that cannot take it (another topic, a host the store does not
-        hold) or that the store declines (the store declines the host's later ones in the chunk
-        too), and the chunk goes to the ingest thread only once the chunk before is settled. The
-        Python engine takes a host's state out of the store (get) to apply a record, so the store
-        declines that host until a later chunk's routing (_native) brings it back."""
-        routed = Routed(chunk)
+        verify thread checks meanwhile. Each host's records apply in order:
+
+        * within the chunk, a host's records leave the fast path at its first one bound for Python;
+        * across chunks, a host with records bound for Python in a chunk not settled yet stays off
+          the fast path (``pending``), and the store blocks a host from its first declined record
+          until _settle has replayed it (``HostStore.unblock``), so a chunk may go to the ingest
+          thread before the one ahead of it is settled;
+        * the Python engine takes a host's state out of the store (get) to apply a record; a later
+          chunk's routing (_native) brings it back."""
+        self.routed_seq += 1
+        routed = Routed(chunk, self.routed_seq)
         stopped: set[str] = set()
-        native_keys = self.native_keys
+        native_keys, pending, settled = self.native_keys, self.pending, self.settled_seq
         for msg in chunk:
             host_id = msg.key.decode("ascii", "replace") if msg.key else ""
             if (msg.topic == native.USAGE and msg.value is not None and host_id not in stopped
-                    and (host_id in native_keys or self._native(host_id))):
+                    and pending.get(host_id, 0) <= settled and (host_id in native_keys or self._native(host_id))):
                 routed.items.append((host_id, msg.value, msg.headers))
                 routed.fast.append(msg)
             else:
                 stopped.add(host_id)
+                pending[host_id] = routed.seq
                 routed.python.append(msg)
         routed.checking = self._verify_ahead(routed.python)[0][1] if routed.python else None
         return routed
 
     def _submit(self, routed: Routed) -> None:
-        """Hand the chunk's fast records to the ingest thread; settled by the next _settle."""
+        """Queue the chunk's fast records for the ingest thread (one thread: chunks apply in order)."""
         if routed.items:
             routed.now_us = int(time.time() * 1e6)
             routed.taken = asyncio.get_running_loop().run_in_executor(
                 self.ingest_pool, self.store.ingest, routed.items, routed.now_us)  # type: ignore[union-attr]
-        self.inflight = routed
+        self.inflight.append(routed)
 
-    async def _settle(self) -> None:
-        """Finish the chunk in the ingest thread: the records the store took are done (acked at the next
-        checkpoint); those it declined (a declined host's later ones too) and those routed to Python go
-        through _handle, in the chunk's order. The timer settles too, so a last chunk never waits for
-        the next fetch."""
+    async def _settle(self, keep: int = 0) -> None:
+        """Finish the oldest chunks until ``keep`` are left: the records the store took are done (acked
+        at the next checkpoint); those it declined and those routed to Python go through _handle, in
+        the chunk's order, and then the store may take the declined hosts again. The timer settles
+        every chunk, so a last chunk never waits for the next fetch."""
         async with self.settling:
-            routed, self.inflight = self.inflight, None
-            if routed is None:
-                return
-            declined = []
-            if routed.taken is not None:
-                accepted = 0
-                for msg, (host_id, _value, _headers), ts in zip(routed.fast, routed.items, await routed.taken):
-                    if ts is None:
-                        declined.append(msg)
-                        continue
-                    accepted += 1
-                    self._look_after(host_id, ts, routed.now_us)
-                    msg.value = None
-                    self.unacked.append(msg)
-                self.stats["accepted"] += accepted
-                self.stats["native"] += accepted
-                self.stats["declined"] += len(declined)
-            todo = routed.python
-            if declined:
-                position = {id(msg): i for i, msg in enumerate(routed.chunk)}
-                todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
-            verified = await routed.checking if routed.checking is not None else None
-            for msg in todo:
-                if await self._handle(msg, first=True, verified=verified):
-                    msg.value = None
-                    self.unacked.append(msg)
+            while len(self.inflight) > keep:
+                await self._settle_one(self.inflight[0])
+                self.inflight.popleft()
+                self.settled_seq += 1
+            if self.pending and not self.inflight:
+                self.pending.clear()
+
+    async def _settle_one(self, routed: Routed) -> None:
+        declined = []
+        if routed.taken is not None:
+            accepted = 0
+            for msg, (host_id, _value, _headers), ts in zip(routed.fast, routed.items, await routed.taken):
+                if ts is None:
+                    declined.append(msg)
+                    # the chunks queued behind this one may hold more of the host's records, declined too
+                    self.pending[host_id] = self.routed_seq
+                    continue
+                accepted += 1
+                self._look_after(host_id, ts, routed.now_us)
+                msg.value = None
+                self.unacked.append(msg)
+            self.stats["accepted"] += accepted
+            self.stats["native"] += accepted
+            self.stats["declined"] += len(declined)
+        todo = routed.python
+        if declined:
+            position = {id(msg): i for i, msg in enumerate(routed.chunk)}
+            todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
+        verified = await routed.checking if routed.checking is not None else None
+        for msg in todo:
+            if await self._handle(msg, first=True, verified=verified):
+                msg.value = None
+                self.unacked.append(msg)
+        if declined:
+            self.store.unblock(list({msg.key.decode("ascii", "replace") for msg in declined}))  # type: ignore[union-attr]
 
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
@@ -664,19 +687,24 @@ class Processor:
         return TopicPartition(topic, partition_for(host_id.encode(), self.topic_partitions[topic]))
 
     async def _deliver(self, states: list[dict[str, Any]]) -> None:
-        hosts = {state["host_id"] for state in states}
-        self.delivering |= hosts  # these dicts are changed after the sends: not into the native store meanwhile
-        try:
-            await self._send_outboxes(states)
-        finally:
-            self.delivering -= hosts
-
-    async def _send_outboxes(self, states: list[dict[str, Any]]) -> None:
         """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
         An outbox that carries a mark may have been sent before (a crash, a failed send): what the
         marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable
-        in the changelog with the outbox before anything is sent."""
-        app = self.app
+        in the changelog with the outbox before anything is sent. The hosts stay out of the native
+        store only until their states (with the marks) are written: the sends and their acks take
+        longest, and meanwhile the hosts' records keep the fast path; the sent entries are then
+        cleared from each state where it is by then (get)."""
+        hosts = {state["host_id"] for state in states}
+        self.delivering |= hosts  # these dicts are written after awaits: not into the native store meanwhile
+        try:
+            outboxes = await self._mark_outboxes(states)
+        finally:
+            self.delivering -= hosts
+        await self._send_outboxes(outboxes)
+
+    async def _mark_outboxes(self, states: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """Drop what a retried outbox already delivered, mark each outbox and write its state; the
+        (host_id, outbox entries) to send."""
         retried = [state for state in states if state.get("outbox_mark")]
         if retried:
             marks: dict[TopicPartition, int] = {}
@@ -702,13 +730,15 @@ class Processor:
         for state in states:
             state["outbox_mark"] = {tp_name(tp): ends[tp] for tp in targets[state["host_id"]]}
             self.put(state)
+        return [(state["host_id"], list(state["outbox"])) for state in states]
+
+    async def _send_outboxes(self, outboxes: list[tuple[str, list[Any]]]) -> None:
+        app = self.app
         await app.producer.flush()  # the outboxes and their marks are durable before anything is sent
-        futures, sent = [], []
-        for state in states:
-            entries = list(state["outbox"])
-            sent.append((state, len(entries)))
+        futures = []
+        for host_id, entries in outboxes:
             for topic, key, value, _host in entries:
-                tp = self._target(state["host_id"], topic)
+                tp = self._target(host_id, topic)
                 futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
                                                               partition=tp.partition))
         await asyncio.gather(*futures)
@@ -716,11 +746,14 @@ class Processor:
             log.warning("failpoint after_output_send: %d outputs acknowledged, outboxes not cleared; SIGKILL",
                         len(futures))
             os.kill(os.getpid(), signal.SIGKILL)
-        for state, n in sent:
-            del state["outbox"][:n]
+        for host_id, entries in outboxes:
+            state = self.get(host_id)  # out of the native store if it went there meanwhile
+            if state is None:
+                continue
+            del state["outbox"][:len(entries)]
             if not state["outbox"]:
                 state.pop("outbox_mark", None)
             # written at the next checkpoint, not now: a crash before that leaves the sent outbox
             # and its mark in the changelog, and the retry finds those outputs already delivered
-            self.dirty[state["host_id"]] = state
+            self.dirty[host_id] = state
         self.stats["emitted"] += len(futures)

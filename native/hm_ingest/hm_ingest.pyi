@@ -36,6 +36,11 @@ class HostStore:
     def ingest(self, batch: list[tuple[str, bytes, Any]], now_us: int) -> list[int | None]:
         """Per (host_id, value, Kafka headers), in order and with the GIL released: the record's ts
         when the fast path accepted it into the host's stored state (now dirty), else None with that
-        state untouched; once a host declines, its later records in the batch decline too. The store
-        checks the identity rules (hm-keyid, hm-sig against the pinned key, as one batch check);
-        strict mode's enrollment is the caller's."""
+        state untouched. A decline blocks the host: its later records decline, in this batch and in
+        later ones, until ``unblock``. The store checks the identity rules (hm-keyid, hm-sig against
+        the pinned key, as one batch check); strict mode's enrollment is the caller's."""
+
+    def unblock(self, host_ids: list[str]) -> None:
+        """The caller has replayed these hosts' declined records: their records may be taken again."""
+
+    def blocked(self) -> list[str]: ...

@@ -727,6 +727,8 @@ fn header<'py>(headers: &Bound<'py, PyAny>, name: &str) -> Option<Bound<'py, PyB
 
 struct Inner {
     hosts: HashMap<String, Entry>,
+    /// hosts with a declined record the caller has not handled yet (see ``ingest``), stored or not
+    blocked: HashSet<String>,
     /// scratch space for the dashboard windows' plans of one record
     aggs: Vec<AggPlan>,
 }
@@ -798,7 +800,7 @@ impl HostStore {
         let cfg = Config {
             validator, proof_len_us, agg, stale_after_s, clock_skew_s, over_capacity_factor, new_proof_acc, new_agg_acc,
         };
-        Ok(Self { cfg, inner: Mutex::new(Inner { hosts: HashMap::new(), aggs: Vec::new() }) })
+        Ok(Self { cfg, inner: Mutex::new(Inner { hosts: HashMap::new(), blocked: HashSet::new(), aggs: Vec::new() }) })
     }
 
     /// Insert or replace a host's state (its JSON, as orjson.dumps writes it).
@@ -857,8 +859,24 @@ impl HostStore {
     }
 
     fn clear(&self) -> PyResult<()> {
-        self.lock()?.hosts.clear();
+        let mut inner = self.lock()?;
+        inner.hosts.clear();
+        inner.blocked.clear();
         Ok(())
+    }
+
+    /// Let these hosts' records be taken again: the caller has handled their declined ones.
+    fn unblock(&self, host_ids: Vec<String>) -> PyResult<()> {
+        let mut inner = self.lock()?;
+        for h in &host_ids {
+            inner.blocked.remove(h);
+        }
+        Ok(())
+    }
+
+    /// The hosts blocked by a decline and not unblocked since.
+    fn blocked(&self) -> PyResult<Vec<String>> {
+        Ok(self.lock()?.blocked.iter().cloned().collect())
     }
 
     fn hosts(&self) -> PyResult<Vec<String>> {
@@ -867,11 +885,13 @@ impl HostStore {
 
     /// For each (host_id, value, the record's Kafka headers) in order, with the GIL released:
     /// accept the record into the stored state of its host and give its ``ts``, or None (declined:
-    /// the state untouched). A host not stored declines, and after one of a host's records
-    /// declines so do its later ones in the batch, so the caller can replay them in order through
-    /// the Python engine. The identity rules (validation.check_identity) are checked here: the
-    /// stored state has a pinned key, hm-keyid is that key's id and hm-sig (strict base64) is its
-    /// Ed25519 signature over PAE(hm.usage.v1, value) by hm_ed25519's rules, the batch's signatures
+    /// the state untouched). A host not stored declines. A decline blocks its host: the host's
+    /// later records decline too, in this batch and in every later one, until the caller has
+    /// replayed the declined ones through the Python engine and calls ``unblock``. So batches can
+    /// be queued before the ones ahead of them are settled, and a host's records still apply in
+    /// order. The identity rules (validation.check_identity) are checked here: the stored state
+    /// has a pinned key, hm-keyid is that key's id and hm-sig (strict base64) is its Ed25519
+    /// signature over PAE(hm.usage.v1, value) by hm_ed25519's rules, the batch's signatures
     /// checked as one batch (about a third of the cost of single checks). Strict mode (enrolled
     /// hosts only) is the caller's: it stores no host outside the enrollment.
     fn ingest(&self, py: Python<'_>, batch: Vec<(String, Bound<'_, PyBytes>, Bound<'_, PyAny>)>, now_us: i64)
@@ -912,15 +932,10 @@ impl HostStore {
             for (i, ok) in slots.into_iter().zip(answers) {
                 signed[i] = ok;
             }
-            // 3. the records in order; once a host declines, so do its later ones
-            let mut declined: HashSet<&str> = HashSet::new();
+            // 3. the records in order; a decline blocks the host (ingest_one)
             let mut out = Vec::with_capacity(items.len());
             for (&(host_id, value, _), ok) in items.iter().zip(signed) {
-                let ts = if !ok || declined.contains(host_id) { None } else { self.ingest_one(host_id, value, now_us)? };
-                if ts.is_none() {
-                    declined.insert(host_id);
-                }
-                out.push(ts);
+                out.push(self.ingest_one(host_id, value, ok, now_us)?);
             }
             Ok(out)
         })
@@ -928,17 +943,36 @@ impl HostStore {
 }
 
 impl HostStore {
-    /// One record, with the lock held for its state work only (not its parse, schema and hash): a
-    /// take or load from another thread waits for one record, not for the batch.
-    fn ingest_one(&self, host_id: &str, value: &[u8], now_us: i64) -> PyResult<Option<i64>> {
+    /// One record: applied if its signature checked out and the fast path takes it; any decline
+    /// blocks its host.
+    fn ingest_one(&self, host_id: &str, value: &[u8], signed: bool, now_us: i64) -> PyResult<Option<i64>> {
+        let ts = if signed { self.apply_one(host_id, value, now_us)? } else { None };
+        if ts.is_none() {
+            self.lock()?.blocked.insert(host_id.to_owned());
+        }
+        Ok(ts)
+    }
+
+    /// The lock is held for the state work only (not the parse, schema and hash): a take or load
+    /// from another thread waits for one record, not for the batch.
+    fn apply_one(&self, host_id: &str, value: &[u8], now_us: i64) -> PyResult<Option<i64>> {
         // the host's state (most likely cold) comes into the caches while the record is parsed
-        if let Some(Entry { host: Host::Typed(st), .. }) = self.lock()?.hosts.get(host_id) {
-            st.prefetch();
+        {
+            let inner = self.lock()?;
+            if inner.blocked.contains(host_id) {
+                return Ok(None);
+            }
+            if let Some(Entry { host: Host::Typed(st), .. }) = inner.hosts.get(host_id) {
+                st.prefetch();
+            }
         }
         let Some(rec) = self.cfg.parse(host_id, value) else { return Ok(None) };
         let vh: [u8; 32] = Sha256::digest(value).into();
         let mut inner = self.lock()?;
-        let Inner { hosts, aggs } = &mut *inner;
+        let Inner { hosts, blocked, aggs } = &mut *inner;
+        if blocked.contains(host_id) {
+            return Ok(None); // blocked by another thread's call meanwhile
+        }
         let Some(Entry { host: Host::Typed(st), dirty, .. }) = hosts.get_mut(host_id) else { return Ok(None) };
         let Some(plan) = self.cfg.plan(st, &rec, &vh, now_us, aggs) else { return Ok(None) };
         apply(st, &plan, aggs, &rec, &self.cfg);

@@ -254,6 +254,8 @@ class Duo:
                     self._fail("ingest declined (None) but changed the state", msg, before,
                                self.a(msg.route), orjson.loads(before), "declined", "n/a")
         out_a = "accepted" if fast_ts is not None else self._python_a(msg)
+        if msg.topic == USAGE and fast_ts is None and self._offered(msg):
+            self.store.unblock([msg.route])  # replayed, as processors.app does after a decline
         out_b = self._python(self.ref, sb, msg)
         path = "fast" if fast_ts is not None else "python"
         self.log.append(f"{msg.note} -> {out_b} ({path})")
@@ -318,6 +320,7 @@ class Duo:
             self.log.append(f"batch: {msg.note} -> {out_b} ({'fast' if ts is not None else 'python'})")
             outs.append((out_b, ts is not None))
             self.history.append(msg)
+        self.store.unblock(sorted(declined))
         for host_id in befores:
             if orjson.dumps(self.a(host_id)) != orjson.dumps(self.b[host_id]):
                 self._fail("state differs after a batch", msgs[-1], befores[host_id], self.a(host_id),
@@ -1289,3 +1292,33 @@ def test_random_streams() -> None:
     print(f"random streams: {totals['fast']} of {totals['offered']} usage messages took the fast path, "
           f"{totals['accepted_usage']} were accepted")
     assert totals["fast"] >= 0.3 * totals["accepted_usage"], dict(totals)
+
+
+def test_a_decline_blocks_the_host_until_unblocked() -> None:
+    """processors.app queues a chunk before the one ahead of it is settled: a host declined in one
+    ingest must decline in the next ones too (its declined record is not replayed yet), whether it is
+    stored or not, and even if its state is loaded again, until unblock."""
+    duo, gen = start(clean=3)
+    h1, h2 = gen.h.host_id, gen.h2.host_id
+    assert duo.feed(gen.usage(host=gen.h2, state=duo.b[h2]))[0] == "accepted"  # its boot's first, by Python
+    store = make_store(DEFAULT)
+    store.load(h1, duo.a_raw(h1), False)
+    store.load(h2, duo.a_raw(h2), False)
+    good = [gen.usage(state=duo.b[h1]) for _ in range(3)]  # seqs n, n+1, n+2
+    bad = gen.usage(sigvar="bad_flip_batch", state=duo.b[h1])
+    other = gen.usage(host=gen.h2, state=duo.b[h2])
+    item = lambda m, route=None: (route or m.route, m.value, m.headers)  # noqa: E731
+    assert store.ingest([item(bad), item(other)], bad.now_us) == [None, orjson.loads(other.value)["ts"]]
+    assert store.blocked() == [h1]  # the other host is not held up
+    # the host's next records decline while blocked, in a later call, and a reload does not unblock it
+    assert store.ingest([item(good[0])], good[0].now_us) == [None]
+    store.load(h1, store.take(h1)[0], False)
+    assert store.ingest([item(good[0])], good[0].now_us) == [None]
+    # a host not stored is blocked too by its decline
+    assert store.ingest([item(good[0], "h-unknown")], good[0].now_us) == [None]
+    assert sorted(store.blocked()) == sorted([h1, "h-unknown"])
+    store.unblock([h1])
+    assert store.blocked() == ["h-unknown"]
+    assert store.ingest([item(good[0])], good[0].now_us) == [orjson.loads(good[0].value)["ts"]]
+    store.clear()
+    assert store.blocked() == [] and len(store) == 0
