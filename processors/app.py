@@ -404,7 +404,10 @@ class Processor:
         if declined:
             position = {id(msg): i for i, msg in enumerate(routed.chunk)}
             todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
-        verified = await routed.checking if routed.checking is not None else None
+        verified = await routed.checking if routed.checking is not None else {}
+        if len(declined) >= 4:  # (the first record of each host's boot, say) their signatures as a batch too
+            for _chunk, checking in self._verify_ahead(declined):
+                verified.update(await checking)
         for msg in todo:
             if await self._handle(msg, first=True, verified=verified):
                 msg.value = None
@@ -554,9 +557,13 @@ class Processor:
         may both replay) joins the queue behind the older ones instead of overtaking them; taken
         first, a newer seq would have made the older ones duplicates."""
         queue = self.parked.get(host_id)
+        verified: Verified = {}
+        if queue and len(queue) > 1:  # their signatures as batches in the verify thread, not one by one here
+            for _chunk, checking in self._verify_ahead(list(queue)):
+                verified.update(await checking)
         while queue:
             msg = queue.pop(0)
-            await self._handle(msg)
+            await self._handle(msg, verified=verified)
             self.unacked.append(msg)
         if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
             del self.parked[host_id]

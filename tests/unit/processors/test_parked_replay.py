@@ -145,3 +145,34 @@ def test_at_a_rebalance_parked_records_are_left_unacked_and_their_hosts_later_re
     assert proc.get(other.host_id)["counts"]["accepted"] == 2
     asyncio.run(proc._forget())  # the partitions are assigned again: faust re-reads from the commits
     assert proc.released == set()
+
+
+def test_parked_records_are_verified_as_a_batch_when_their_inventory_comes(proc):
+    """The replay checks the parked records' signatures ahead, as one batch in the verify thread: a
+    forged one among them is still refused, and only it."""
+    host = SimHost(1, seed="parked-batch")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(5)]
+    sig = dict(parked[2].headers)["hm-sig"]
+    forged = bytes([sig[0] ^ 1]) + sig[1:] if sig[:1] != b"A" else b"B" + sig[1:]
+    parked[2].headers = [(k, forged if k == "hm-sig" else v) for k, v in parked[2].headers]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    checked: list[int] = []
+    verify_ahead = proc._verify_ahead
+
+    def counting(messages):
+        checked.append(len(messages))
+        return verify_ahead(messages)
+    proc._verify_ahead = counting
+
+    async def scenario() -> None:
+        for msg in parked:
+            assert await proc._handle(msg, first=True) is False
+        assert await proc._handle(inventory, first=True)
+
+    asyncio.run(scenario())
+    assert checked == [5]  # the five parked records, checked together
+    rejected = proc.outputs[REJECTED_TOPIC].sent
+    assert [(r["reason"], r["check"]) for r in rejected] == [("bad_signature", "signature")]
+    assert proc.stats["accepted"] == 5  # the inventory and four of the parked records
+    assert host.host_id not in proc.parked
