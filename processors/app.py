@@ -64,6 +64,7 @@ log = logging.getLogger("processors")
 #                      before their outboxes are cleared: where a crash would duplicate them
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
+PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
 # Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
 # checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
 # records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
@@ -136,6 +137,7 @@ class Processor:
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
                       "native": 0, "declined": 0}  # usage records the native store took / declined to Python
         self.unknown_since: dict[str, float] = {}
+        self.parked_count = 0  # records parked, as of the last tick
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
         # so a worker started on a backlog stalled (docs/PROCESSORS.md).
@@ -546,9 +548,31 @@ class Processor:
 
     def _may_wait(self, host_id: str) -> bool:
         """An unknown host's records may wait for its inventory (the topics are consumed
-        independently) for unknown_host_grace_s from the first one seen."""
-        first = self.unknown_since.setdefault(host_id, time.monotonic())
-        return time.monotonic() - first < self.cfg.unknown_host_grace_s
+        independently) for unknown_host_grace_s from the first one seen, counted from when the
+        host's inventory partition is read to its end: under a backlog the inventory may be
+        further behind in its topic than the grace (see _inventory_behind)."""
+        now = time.monotonic()
+        first = self.unknown_since.setdefault(host_id, now)
+        if self._inventory_behind(host_id):
+            self.unknown_since[host_id] = now
+            return True
+        return now - first < self.cfg.unknown_host_grace_s
+
+    def _inventory_behind(self, host_id: str) -> bool:
+        """Does the host's inventory partition hold records this worker has not read yet (while fewer
+        than PARKED_MAX records are parked)? faust's consumer knows the partition's high watermark
+        from its last fetch; a partition this worker does not read, or no answer yet, is not behind."""
+        if self.parked_count >= PARKED_MAX:
+            return False
+        consumer = self.app.consumer
+        # the input topics are co-partitioned: the host's inventories share its usage partition
+        tp = TopicPartition("hm.inventory.v1", partition_for(host_id.encode(), self.partitions))
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned here, or the consumer is not running
+            return False
+        read = consumer._read_offset.get(tp)  # faust's bookkeeping: the last offset handed over
+        return highwater is not None and read is not None and read < highwater - 1
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
@@ -570,11 +594,13 @@ class Processor:
             self.unknown_since.pop(host_id, None)
 
     async def _replay_parked(self) -> None:
-        """Replay (reject) the records of hosts whose grace ran out."""
+        """Replay (reject) the records of hosts whose grace ran out (_may_wait)."""
+        self.parked_count = sum(map(len, self.parked.values()))
         now = time.monotonic()
         grace = self.cfg.unknown_host_grace_s
         for host_id in [h for h in self.parked if now - self.unknown_since.get(h, 0.0) >= grace]:
-            await self._replay(host_id)
+            if not self._may_wait(host_id):
+                await self._replay(host_id)
 
     def release_parked(self) -> int:
         """At a rebalance: leave the parked records unacked for whoever owns their partition next,

@@ -176,3 +176,33 @@ def test_parked_records_are_verified_as_a_batch_when_their_inventory_comes(proc)
     assert [(r["reason"], r["check"]) for r in rejected] == [("bad_signature", "signature")]
     assert proc.stats["accepted"] == 5  # the inventory and four of the parked records
     assert host.host_id not in proc.parked
+
+
+def test_the_grace_waits_while_the_inventory_partition_is_behind(proc):
+    """Under a backlog the inventory topic can be further behind than unknown_host_grace_s: the
+    grace counts only from when the host's inventory partition is read to its end."""
+    from types import SimpleNamespace
+
+    host = SimHost(1, seed="parked-behind")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    tp = proc._target(host.host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
+    read = {tp: 50}
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100 if asked == tp else None, _read_offset=read)
+
+    async def scenario() -> None:
+        for msg in parked[:2]:
+            assert await proc._handle(msg, first=True) is False
+        proc.unknown_since[host.host_id] -= 60  # past the grace, but the inventory partition is behind
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 2 and proc.outputs[REJECTED_TOPIC].sent == []
+        assert await proc._handle(parked[2], first=True) is False  # still parked, behind the others
+        read[tp] = 99  # read to its end: the grace runs from when it was last seen behind
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 3
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+
+    asyncio.run(scenario())
+    assert host.host_id not in proc.parked
+    assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"] * 3
