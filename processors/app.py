@@ -65,6 +65,7 @@ log = logging.getLogger("processors")
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
 PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
+WAIT_MAX_GRACES = 10  # an unknown host's records wait for its inventory at most this many graces
 # Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
 # checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
 # records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
@@ -136,7 +137,8 @@ class Processor:
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
                       "native": 0, "declined": 0}  # usage records the native store took / declined to Python
-        self.unknown_since: dict[str, float] = {}
+        self.unknown_since: dict[str, float] = {}  # host -> when its grace started (see _may_wait)
+        self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
         self.parked_count = 0  # records parked, as of the last tick
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
@@ -550,18 +552,23 @@ class Processor:
         """An unknown host's records may wait for its inventory (the topics are consumed
         independently) for unknown_host_grace_s from the first one seen, counted from when the
         host's inventory partition is read to its end: under a backlog the inventory may be
-        further behind in its topic than the grace (see _inventory_behind)."""
+        further behind in its topic than the grace (_inventory_behind). Never longer than
+        WAIT_MAX_GRACES graces in all."""
         now = time.monotonic()
-        first = self.unknown_since.setdefault(host_id, now)
-        if self._inventory_behind(host_id):
+        first = self.unknown_first.setdefault(host_id, now)
+        since = self.unknown_since.setdefault(host_id, now)
+        grace = self.cfg.unknown_host_grace_s
+        if now - first < WAIT_MAX_GRACES * grace and self._inventory_behind(host_id):
             self.unknown_since[host_id] = now
             return True
-        return now - first < self.cfg.unknown_host_grace_s
+        return now - since < grace
 
     def _inventory_behind(self, host_id: str) -> bool:
         """Does the host's inventory partition hold records this worker has not read yet (while fewer
         than PARKED_MAX records are parked)? faust's consumer knows the partition's high watermark
-        from its last fetch; a partition this worker does not read, or no answer yet, is not behind."""
+        from its last fetch, and where reading stands: the last offset handed over, else the
+        committed one. A partition this worker does not read, or no answer yet, is not behind; one
+        never read and never committed is, while its high watermark is above 0."""
         if self.parked_count >= PARKED_MAX:
             return False
         consumer = self.app.consumer
@@ -569,10 +576,11 @@ class Processor:
         tp = TopicPartition("hm.inventory.v1", partition_for(host_id.encode(), self.partitions))
         try:
             highwater = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)
+            position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
         except Exception:  # noqa: BLE001 - not assigned here, or the consumer is not running
             return False
-        read = consumer._read_offset.get(tp)  # faust's bookkeeping: the last offset handed over
-        return highwater is not None and read is not None and read < highwater - 1
+        return highwater is not None and position < highwater
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
@@ -592,6 +600,7 @@ class Processor:
         if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
             del self.parked[host_id]
             self.unknown_since.pop(host_id, None)
+            self.unknown_first.pop(host_id, None)
 
     async def _replay_parked(self) -> None:
         """Replay (reject) the records of hosts whose grace ran out (_may_wait)."""
@@ -619,6 +628,7 @@ class Processor:
             self.released.add(host_id)
         self.parked.clear()
         self.unknown_since.clear()
+        self.unknown_first.clear()
         if released:
             log.warning("rebalance: %d records parked for their hosts' inventory are left unacked; the "
                         "partition's next owner reads them again", released)

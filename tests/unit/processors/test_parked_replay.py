@@ -187,13 +187,18 @@ def test_the_grace_waits_while_the_inventory_partition_is_behind(proc):
     t = int(time.time() * 1e6) - 10_000_000
     parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
     tp = proc._target(host.host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
-    read = {tp: 50}
-    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100 if asked == tp else None, _read_offset=read)
+    read: dict[Any, int] = {}  # nothing read from it yet, and nothing committed: behind
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100 if asked == tp else None, _read_offset=read,
+                                        _committed_offset={})
 
     async def scenario() -> None:
         for msg in parked[:2]:
             assert await proc._handle(msg, first=True) is False
         proc.unknown_since[host.host_id] -= 60  # past the grace, but the inventory partition is behind
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 2 and proc.outputs[REJECTED_TOPIC].sent == []
+        read[tp] = 50
+        proc.unknown_since[host.host_id] -= 60
         await proc._replay_parked()
         assert len(proc.parked[host.host_id]) == 2 and proc.outputs[REJECTED_TOPIC].sent == []
         assert await proc._handle(parked[2], first=True) is False  # still parked, behind the others
@@ -206,3 +211,27 @@ def test_the_grace_waits_while_the_inventory_partition_is_behind(proc):
     asyncio.run(scenario())
     assert host.host_id not in proc.parked
     assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"] * 3
+
+
+def test_an_unknown_host_waits_at_most_wait_max_graces_however_far_behind(proc):
+    from types import SimpleNamespace
+
+    from processors.app import WAIT_MAX_GRACES
+
+    host = SimHost(1, seed="parked-cap")
+    t = int(time.time() * 1e6) - 10_000_000
+    msg = message(host, "hm.usage.v1", host.usage(t), 0)
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100, _read_offset={}, _committed_offset={})
+
+    async def scenario() -> None:
+        assert await proc._handle(msg, first=True) is False
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+        assert host.host_id in proc.parked  # behind: still waiting
+        proc.unknown_first[host.host_id] -= WAIT_MAX_GRACES * proc.cfg.unknown_host_grace_s
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+
+    asyncio.run(scenario())
+    assert host.host_id not in proc.parked
+    assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"]
