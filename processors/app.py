@@ -66,6 +66,7 @@ REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
 PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
 WAIT_MAX_GRACES = 10  # an unknown host's records wait for its inventory at most this many graces
+PARKED_PAUSE = 20_000  # records parked beyond which only inventories are read (Processor._inventories_first)
 # Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
 # checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
 # records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
@@ -140,6 +141,7 @@ class Processor:
         self.unknown_since: dict[str, float] = {}  # host -> when its grace started (see _may_wait)
         self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
         self.parked_count = 0  # records parked, as of the last tick
+        self.paused: set[TopicPartition] = set()  # input partitions paused for the inventories
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
         # so a worker started on a backlog stalled (docs/PROCESSORS.md).
@@ -334,6 +336,8 @@ class Processor:
                     # awaited (a rejection's send) replaces the list, and a record appended to the
                     # old one would never be acked, holding the partition's commits back for good
                     self.unacked.append(msg)
+        if (self.parked or self.paused) and not self.app.rebalancing:
+            self._inventories_first()
         if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
 
@@ -602,9 +606,25 @@ class Processor:
             self.unknown_since.pop(host_id, None)
             self.unknown_first.pop(host_id, None)
 
+    def _inventories_first(self) -> None:
+        """Backpressure: while more than PARKED_PAUSE records wait for their hosts' inventories, the
+        other inputs' partitions are paused, so the fetches bring the inventories (a fetch takes
+        up to 8,000 records from the partitions in turn, so under a backlog the inventory topic fell
+        tens of seconds behind the usage topic, and parked records piled up and outwaited their
+        grace). Resumed below half of it."""
+        count = self.parked_count = sum(map(len, self.parked.values()))
+        consumer = self.app.consumer
+        if not self.paused and count > PARKED_PAUSE:
+            self.paused = {tp for tp in consumer.assignment() if tp.topic != "hm.inventory.v1"}
+            consumer.pause_partitions(self.paused)
+            log.info("%d records wait for their hosts' inventories: reading only inventories until they come", count)
+        elif self.paused and count <= PARKED_PAUSE // 2:
+            consumer.resume_partitions(self.paused & set(consumer.assignment()))
+            self.paused = set()
+
     async def _replay_parked(self) -> None:
         """Replay (reject) the records of hosts whose grace ran out (_may_wait)."""
-        self.parked_count = sum(map(len, self.parked.values()))
+        self._inventories_first()
         now = time.monotonic()
         grace = self.cfg.unknown_host_grace_s
         for host_id in [h for h in self.parked if now - self.unknown_since.get(h, 0.0) >= grace]:
@@ -670,11 +690,10 @@ class Processor:
         await self._settle()  # the last chunk of a fetch, when no next fetch came to settle it
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
-        if self.parked:
-            if app.rebalancing:
-                self.release_parked()
-            else:
-                await self._replay_parked()
+        if self.parked and app.rebalancing:
+            self.release_parked()
+        elif self.parked or self.paused:
+            await self._replay_parked()
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()

@@ -235,3 +235,42 @@ def test_an_unknown_host_waits_at_most_wait_max_graces_however_far_behind(proc):
     asyncio.run(scenario())
     assert host.host_id not in proc.parked
     assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"]
+
+
+def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
+    """Backpressure (Processor._inventories_first): past PARKED_PAUSE parked records only the
+    inventory partitions are read, until half of them are settled."""
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+
+    import processors.app as app_module
+
+    monkeypatch.setattr(app_module, "PARKED_PAUSE", 2)
+    assigned = {TopicPartition(t, p) for t in ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1") for p in range(2)}
+    calls: list[tuple[str, set]] = []
+    proc.app.consumer = SimpleNamespace(
+        assignment=lambda: assigned, highwater=lambda tp: None, _read_offset={}, _committed_offset={},
+        pause_partitions=lambda tps: calls.append(("pause", set(tps))),
+        resume_partitions=lambda tps: calls.append(("resume", set(tps))))
+    host = SimHost(1, seed="parked-pause")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    others = {tp for tp in assigned if tp.topic != "hm.inventory.v1"}
+
+    async def scenario() -> None:
+        for msg in parked[:2]:
+            assert await proc._handle(msg, first=True) is False
+        proc._inventories_first()
+        assert calls == []  # 2 parked: not past the limit
+        assert await proc._handle(parked[2], first=True) is False
+        proc._inventories_first()
+        proc._inventories_first()
+        assert calls == [("pause", others)]  # once
+        assert await proc._handle(inventory, first=True)  # the parked records are taken
+        proc._inventories_first()
+        assert calls == [("pause", others), ("resume", others)]
+
+    asyncio.run(scenario())
+    assert proc.stats["accepted"] == 4
