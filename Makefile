@@ -9,13 +9,15 @@ PYTEST  := $(VENV)/bin/pytest
 .PHONY: setup run test stop bench lint
 .DEFAULT_GOAL := run
 
-# native/hm_ed25519 (the processors' batch signature check) is Rust, built by maturin with cargo
-$(VENV)/.installed: pyproject.toml $(wildcard native/hm_ed25519/*.toml native/hm_ed25519/*.pyi native/hm_ed25519/Cargo.lock native/hm_ed25519/src/*.rs)
+# native/hm_ed25519 (the processors' batch signature check) and native/hm_ingest (their native host
+# states and usage fast path) are Rust, built by maturin with cargo
+NATIVE  := native/hm_ed25519 native/hm_ingest
+$(VENV)/.installed: pyproject.toml $(foreach d,$(NATIVE),$(wildcard $(d)/*.toml $(d)/*.pyi $(d)/Cargo.lock $(d)/src/*.rs))
 	@PATH="$$HOME/.cargo/bin:$$PATH" command -v cargo >/dev/null \
-	  || { echo "setup: building native/hm_ed25519 needs Rust's cargo (https://rustup.rs)"; exit 1; }
+	  || { echo "setup: building $(NATIVE) needs Rust's cargo (https://rustup.rs)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	PATH="$$HOME/.cargo/bin:$$PATH" $(VENV)/bin/pip install -q ./native/hm_ed25519
+	PATH="$$HOME/.cargo/bin:$$PATH" $(VENV)/bin/pip install -q ./native/hm_ed25519 ./native/hm_ingest
 	$(VENV)/bin/pip install -q -e '.[test,processors,gpu,dev]'
 	touch $@
 

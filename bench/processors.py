@@ -54,6 +54,32 @@ from hmconfig.topic_admin import describe_topics, ensure_topics  # noqa: E402
 from processors import simulator  # noqa: E402
 
 INPUTS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
+REJECTED = "hm.rejected.v1"
+
+
+async def reasons_between(settings, start: dict[TopicPartition, int], end: dict[TopicPartition, int]) -> dict[str, int]:
+    """How many rejections of each reason hm.rejected.v1 got between the two offset snapshots."""
+    counts: dict[str, int] = {}
+    todo = {tp: end[tp] for tp in end if end[tp] > start.get(tp, 0)}
+    if not todo:
+        return counts
+    c = make_consumer(settings, group_id=None)
+    await c.start()
+    try:
+        c.assign(list(todo))
+        for tp in todo:
+            c.seek(tp, start.get(tp, 0))
+        while todo:
+            for tp, msgs in (await c.getmany(timeout_ms=2000)).items():
+                for m in msgs:
+                    if m.offset < todo.get(tp, 0):
+                        reason = orjson.loads(m.value).get("reason", "?")
+                        counts[reason] = counts.get(reason, 0) + 1
+                if msgs and msgs[-1].offset + 1 >= todo.get(tp, 0):
+                    todo.pop(tp, None)
+        return counts
+    finally:
+        await c.stop()
 
 
 async def end_offsets(settings, topics) -> dict[TopicPartition, int]:
@@ -121,6 +147,7 @@ def broker_process(bootstrap: str) -> psutil.Process | None:
 async def throughput(settings, args, tmp: Path) -> dict[str, float]:
     group = f"hm-bench-{uuid.uuid4().hex[:8]}"
     start = await end_offsets(settings, INPUTS)
+    rejected0 = await end_offsets(settings, [REJECTED])
     await commit_for_group(settings, group, start)
     t0 = time.monotonic()
     stats = await simulator.run(settings, hosts=args.hosts, rate=1, duration_s=0, backfill_s=args.backfill,
@@ -129,7 +156,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
     end = await end_offsets(settings, INPUTS)
     backlog = sum(end[tp] - start.get(tp, 0) for tp in end)
     env = {**os.environ, "HMTEL_STATE_DIR": str(tmp / group), "HMTEL_PROCESSOR_APP_ID": group,
-           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "WARNING"}
+           "HMTEL_KAFKA_BOOTSTRAP": settings.bootstrap, "HMTEL_LOG_LEVEL": "INFO" if args.worker_log else "WARNING"}
     logs = [tmp / f"{group}-{i}.log" for i in range(args.workers)]
     workers = [start_worker(env, str(i), logs[i]) for i in range(args.workers)]
     try:
@@ -160,6 +187,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
         threads = {tid: t - threads0.get(tid, 0.0) for tid, t in thread_cpu_s(procs[0]).items()}
         broker_cpu = cpu_s(broker) - broker0 if broker else None
         rss1 = sum(p.memory_info().rss for p in procs)
+        rejected1 = await end_offsets(settings, [REJECTED])
     finally:
         for w in workers:
             w.terminate()
@@ -168,7 +196,10 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                 w.wait(30)
             except subprocess.TimeoutExpired:
                 w.kill()
+        if args.worker_log:
+            shutil.copyfile(logs[0], args.worker_log)
     lean = await lean_probe(settings, start, end) if args.lean_probe else None
+    rejected = await reasons_between(settings, rejected0, rejected1)
     # The commits come at checkpoints (processor_checkpoint_s), so "drained" includes the wait for the
     # last one. The processing rate excludes it: the records committed by the last checkpoint before
     # the end, over the time to the first poll that saw them.
@@ -181,7 +212,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             "drain_s": drain_s, "rate": backlog / drain_s, "cpu_us": cpu / backlog * 1e6,
             "broker_cpu_us": None if broker_cpu is None else broker_cpu / backlog * 1e6, "rss0_mb": rss0 / 2**20,
             "rss1_mb": rss1 / 2**20, "rss_per_1k_mb": (rss1 - rss0) / 2**20 / (args.hosts / 1000),
-            "sim_rate": stats.sent / produce_s,
+            "sim_rate": stats.sent / produce_s, "rejected": rejected,
             # worker 0's own (event loop) thread, whose id is the pid, and its other threads, as busy shares
             "main_busy": threads.get(workers[0].pid, 0.0) / drain_s,
             "others_busy": sum(t for tid, t in threads.items() if tid != workers[0].pid) / drain_s}
@@ -302,6 +333,7 @@ async def main() -> None:
                     help="also drain the backlog with plain aiokafka getmany() + the engine (no faust, no outputs)")
     ap.add_argument("--profile", metavar="FILE", help="py-spy collapsed stacks of worker 0 during the drain")
     ap.add_argument("--profile-s", type=int, default=20)
+    ap.add_argument("--worker-log", metavar="FILE", help="worker 0's log, at INFO (its progress lines every 10 s)")
     args = ap.parse_args()
     settings = load_settings()
     await ensure_topics(settings)
@@ -309,12 +341,18 @@ async def main() -> None:
         tmp = Path(d)
         t = await throughput(settings, args, tmp)
         rows = [
+            ("usage fast path (processor_native_ingest)",
+             "native (native/hm_ingest)" if settings.processor_native_ingest else "off: the Python engine"),
             ("engine alone, no Kafka (incl. Ed25519 verify)", f"{engine_only():.0f} us CPU/record"),
             ("backlog records (usage + inventory)", f"{t['records']:,}"),
             ("simulator send rate (signing incl.)", f"{t['sim_rate']:,.0f} records/s"),
             (f"drain rate, {args.workers} worker(s)", f"{t['rate']:,.0f} records/s  ({t['drain_s']:.1f} s until committed)"),
             ("processing rate (to the last checkpoint before the end)",
              "n/a (one checkpoint)" if t["proc_rate"] is None else f"{t['proc_rate']:,.0f} records/s"),
+            # every backlog record is valid: a record-level rejection is a bug or a wait that ran out;
+            # a host's first proof window is partial (insufficient_evidence) when it closes in the drain
+            ("rejections in the drain, by reason",
+             ", ".join(f"{k} {v:,}" for k, v in sorted(t["rejected"].items())) or "none"),
             ("worker CPU per record", f"{t['cpu_us']:.0f} us"),
             ("worker 0 busy over the drain: event-loop thread / others",
              f"{t['main_busy']:.0%} / {t['others_busy']:.0%} of a core (the drain's last checkpoint wait included)"),

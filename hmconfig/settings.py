@@ -243,6 +243,10 @@ class Settings(BaseSettings):
         default=None, ge=0, le=64, description="Threads that check a fetched batch's Ed25519 signatures (as batches, "
         "with the GIL released) while the worker's own thread decodes it; unset: one fewer than the CPUs, 0: none "
         "(the worker's thread checks the batch itself).")
+    processor_native_ingest: bool = Field(
+        default=True, description="Take the common hm.usage.v1 record (a known host's next sample, every rule passing) "
+        "on the native fast path (native/hm_ingest: host states kept natively, batches applied off the interpreter's "
+        "thread); false: the Python engine for every record, the reference the fast path is tested against.")
     processor_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a processor group with no committed offsets starts reading its inputs.")
 

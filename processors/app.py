@@ -20,18 +20,27 @@ Delivery, at least once (faust's ``exactly_once`` is not used):
   drops what those partitions already hold past the marks (processors/delivered.py), so no
   output (no proof_id) is written twice.
 * Rejections are sent as they happen, before their record is acked.
+
+The common usage record (a known host's next sample, every rule passing) takes the native fast
+path (processors/native.py, native/hm_ingest; ``processor_native_ingest``): those hosts' states
+are held natively and a chunk of records is applied in the ingest thread with the GIL
+released, so the worker's own thread only moves batches. Every other record goes through
+Engine.ingest, on the host's state taken out of the native store; a host is in exactly one of
+the two places, or only in the table.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import collections
 import gc
 import logging
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,7 @@ from schemas.dsse import HEADER_SIG
 from .config import ProcessorConfig
 from .delivered import DeliveredCheck, tp_name, tp_of, undelivered
 from .faust_transport import App
+from . import native
 from .engine import REJECTED_TOPIC, Engine, Signer, decode, host_of, new_state, rejection_record
 from .validation import TOPIC_SCHEMA, Rejection, Verified, header, verify_many
 
@@ -54,6 +64,9 @@ log = logging.getLogger("processors")
 #                      before their outboxes are cleared: where a crash would duplicate them
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
+PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
+WAIT_MAX_GRACES = 10  # an unknown host's records wait for its inventory at most this many graces
+PARKED_PAUSE = 20_000  # records parked beyond which only inventories are read (Processor._inventories_first)
 # Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
 # checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
 # records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
@@ -83,6 +96,20 @@ def _decode(msg: Any) -> Any:
         return err
 
 
+@dataclass
+class Routed:
+    """One chunk on the native pipeline (Processor._route, _submit, _settle)."""
+
+    chunk: list[Any]
+    seq: int  # chunks are settled in this order
+    items: list[tuple[str, bytes, Any]] = field(default_factory=list)  # (host_id, value, headers) for the store
+    fast: list[Any] = field(default_factory=list)  # their messages
+    python: list[Any] = field(default_factory=list)  # the messages routed to the Python engine
+    checking: asyncio.Future[Verified] | None = None  # the Python-bound records' signatures, checked ahead
+    now_us: int = 0
+    taken: asyncio.Future[list[int | None]] | None = None  # the store's answers: ts, or None (declined)
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """aiokafka's (and Java's) default partitioner, so outputs land in the host's partition."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -100,9 +127,21 @@ class Processor:
         self.checkpoint_s = settings.processor_checkpoint_s
         self.last_checkpoint = time.monotonic()
         self.dirty: dict[str, dict[str, Any]] = {}
+        # hosts whose Python states _deliver holds across its awaits: they stay out of the native store
+        self.delivering: set[str] = set()
+        self.inflight: collections.deque[Routed] = collections.deque()  # chunks not settled yet, oldest first
+        self.routed_seq = self.settled_seq = 0  # chunks routed / settled so far
+        # host -> the chunk that must be settled before its records may take the fast path again: it
+        # holds records of the host bound for the Python engine, routed there or declined
+        self.pending: dict[str, int] = {}
+        self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
-        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0}
-        self.unknown_since: dict[str, float] = {}
+        self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
+                      "native": 0, "declined": 0}  # usage records the native store took / declined to Python
+        self.unknown_since: dict[str, float] = {}  # host -> when its grace started (see _may_wait)
+        self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
+        self.parked_count = 0  # records parked, as of the last tick
+        self.paused: set[TopicPartition] = set()  # input partitions paused for the inventories
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
         # so a worker started on a backlog stalled (docs/PROCESSORS.md).
@@ -143,9 +182,12 @@ class Processor:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
-            # the records of one fetch are decoded together (processors/faust_transport.py): bound
-            # the batch, or a backlog hands over everything prefetched (~150 MB of dicts at 20,000)
-            broker_max_poll_records=2000,
+            # One fetch is one batch (processors/faust_transport.py). Each fetch is a round trip to
+            # the consumer's thread that this thread waits for: with 2,000 records and 1 MiB per
+            # partition it waited 30-45 % of a 20,000-host drain, with 8,000 and 4 MiB about 15 %.
+            # The native path keeps records as bytes; without it, each is decoded to dicts at once.
+            broker_max_poll_records=8000,
+            consumer_max_fetch_size=4 * 1024**2,
             web_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
@@ -173,15 +215,29 @@ class Processor:
         self.verify_threads = max(0, (os.cpu_count() or 1) - 1) if threads is None else threads
         self.verify_pool = (ThreadPoolExecutor(self.verify_threads, thread_name_prefix="hm-verify")
                             if self.verify_threads else None)
+        # The native store and its own thread: a chunk's ingest runs while the verify thread checks the
+        # next chunk's signatures and this thread handles the records the fast path declined.
+        self.store = native.make_store(cfg) if settings.processor_native_ingest else None
+        # the hosts in the store and their pinned keys, mirrored here: only this thread adds or removes
+        # hosts (ingest changes neither), and asking the store per record waits for its lock
+        self.native_keys: dict[str, str | None] = {}
+        self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="hm-ingest") if self.store is not None else None
         self.delivered = DeliveredCheck(settings)
         app.on_before_shutdown.connect(self._stop_delivered)
 
     async def _stop_delivered(self, *_args: Any, **_kwargs: Any) -> None:
         await self.delivered.stop()
-        if self.verify_pool is not None:
-            self.verify_pool.shutdown(wait=False)
+        for pool in (self.verify_pool, self.ingest_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     async def _forget(self, *_args: Any, **_kwargs: Any) -> None:
+        if self.store is not None:  # changed states wait for the next checkpoint, as self.dirty's do
+            for host_id, raw in self.store.dump_dirty():
+                self.dirty[host_id] = orjson.loads(raw)
+            self.store.clear()
+            self.native_keys.clear()
+            self.pending.clear()
         self.states.clear()
         self.released.clear()  # faust seeks to the committed offsets next: those records come again
         self.due.clear()
@@ -191,11 +247,59 @@ class Processor:
     def get(self, host_id: str) -> dict[str, Any] | None:
         # a state changed since the last checkpoint is newer than the table's copy, even after _forget
         state = self.states.get(host_id) or self.dirty.get(host_id)
+        if state is None and host_id in self.native_keys:
+            del self.native_keys[host_id]
+            taken = self.store.take(host_id)  # type: ignore[union-attr]  # out of the native store: Python holds it now
+            if taken is not None:
+                raw, changed = taken
+                state = self.states[host_id] = orjson.loads(raw)
+                if changed:
+                    self.dirty[host_id] = state
+                return state
         if state is None:
             raw = self.table.get(host_id.encode())
             if raw is not None:
                 state = self.states[host_id] = orjson.loads(raw)
         return state
+
+    def _native(self, host_id: str) -> bool:
+        """Is the host's state in the native store? Moves it there from Python (or from the table) unless
+        Python must keep it: a delivery holds it across awaits, its records wait for the inventory, no
+        key is pinned yet (the store would decline every record), or strict mode does not enrol it."""
+        store = self.store
+        if store is None:
+            return False
+        if host_id in self.native_keys:
+            return True
+        if host_id in self.delivering or host_id in self.parked or host_id in self.released:
+            return False
+        if self.cfg.enrolled is not None and host_id not in self.cfg.enrolled:
+            return False
+        state = self.dirty.get(host_id) or self.states.get(host_id)
+        if state is not None:
+            if state["key"] is None:
+                return False
+            changed = self.dirty.pop(host_id, None) is not None
+            self.states.pop(host_id, None)
+            store.load(host_id, orjson.dumps(state), changed)
+            self.native_keys[host_id] = state["key"]
+            return True
+        raw = self.table.get(host_id.encode())
+        if raw is None:
+            return False  # a host never seen: the Python engine starts its state
+        store.load(host_id, raw, False)
+        key = store.key(host_id)
+        if key is None:
+            store.take(host_id)  # no key pinned: Python reads it from the table when it needs it
+            return False
+        self.native_keys[host_id] = key
+        return True
+
+    def _pinned_key(self, host_id: str) -> Any:
+        """The host's pinned key, wherever its state is; never moves the state."""
+        if host_id in self.native_keys:
+            return self.native_keys[host_id]
+        return (self.get(host_id) or {}).get("key")
 
     def put(self, state: dict[str, Any]) -> None:
         """Write a host's state to the table (and so to its changelog). The records it took in so far
@@ -215,6 +319,13 @@ class Processor:
     async def _on_batch(self, messages: list[Any]) -> None:
         # The verify threads check one chunk's signatures while this thread decodes and applies
         # the chunk before it, so it waits only for the first chunk's answers.
+        if self.store is not None:
+            # a pipeline two chunks deep: the ingest thread applies a chunk while this thread settles
+            # the one before (its other records through the Python engine) and routes the next
+            for i in range(0, len(messages), VERIFY_CHUNK):
+                self._submit(self._route(messages[i:i + VERIFY_CHUNK]))
+                await self._settle(keep=1)
+            messages = []
         for chunk, checking in self._verify_ahead(messages):
             decoded = [_decode(msg) for msg in chunk]
             verified = await checking
@@ -225,8 +336,92 @@ class Processor:
                     # awaited (a rejection's send) replaces the list, and a record appended to the
                     # old one would never be acked, holding the partition's commits back for good
                     self.unacked.append(msg)
+        if (self.parked or self.paused) and not self.app.rebalancing:
+            self._inventories_first()
         if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
+
+    def _route(self, chunk: list[Any]) -> Routed:
+        """Split a chunk into the records the native store may take (usage records of hosts it holds;
+        it checks their signatures itself) and those for the Python engine, whose signatures the
+        verify thread checks meanwhile. Each host's records apply in order:
+
+        * within the chunk, a host's records leave the fast path at its first one bound for Python;
+        * across chunks, a host with records bound for Python in a chunk not settled yet stays off
+          the fast path (``pending``), and the store blocks a host from its first declined record
+          until _settle has replayed it (``HostStore.unblock``), so a chunk may go to the ingest
+          thread before the one ahead of it is settled;
+        * the Python engine takes a host's state out of the store (get) to apply a record; a later
+          chunk's routing (_native) brings it back."""
+        self.routed_seq += 1
+        routed = Routed(chunk, self.routed_seq)
+        stopped: set[str] = set()
+        native_keys, pending, settled = self.native_keys, self.pending, self.settled_seq
+        for msg in chunk:
+            host_id = msg.key.decode("ascii", "replace") if msg.key else ""
+            if (msg.topic == native.USAGE and msg.value is not None and host_id not in stopped
+                    and pending.get(host_id, 0) <= settled and (host_id in native_keys or self._native(host_id))):
+                routed.items.append((host_id, msg.value, msg.headers))
+                routed.fast.append(msg)
+            else:
+                stopped.add(host_id)
+                pending[host_id] = routed.seq
+                routed.python.append(msg)
+        routed.checking = self._verify_ahead(routed.python)[0][1] if routed.python else None
+        return routed
+
+    def _submit(self, routed: Routed) -> None:
+        """Queue the chunk's fast records for the ingest thread (one thread: chunks apply in order)."""
+        if routed.items:
+            routed.now_us = int(time.time() * 1e6)
+            routed.taken = asyncio.get_running_loop().run_in_executor(
+                self.ingest_pool, self.store.ingest, routed.items, routed.now_us)  # type: ignore[union-attr]
+        self.inflight.append(routed)
+
+    async def _settle(self, keep: int = 0) -> None:
+        """Finish the oldest chunks until ``keep`` are left: the records the store took are done (acked
+        at the next checkpoint); those it declined and those routed to Python go through _handle, in
+        the chunk's order, and then the store may take the declined hosts again. The timer settles
+        every chunk, so a last chunk never waits for the next fetch."""
+        async with self.settling:
+            while len(self.inflight) > keep:
+                await self._settle_one(self.inflight[0])
+                self.inflight.popleft()
+                self.settled_seq += 1
+            if self.pending and not self.inflight:
+                self.pending.clear()
+
+    async def _settle_one(self, routed: Routed) -> None:
+        declined = []
+        if routed.taken is not None:
+            accepted = 0
+            for msg, (host_id, _value, _headers), ts in zip(routed.fast, routed.items, await routed.taken):
+                if ts is None:
+                    declined.append(msg)
+                    # the chunks queued behind this one may hold more of the host's records, declined too
+                    self.pending[host_id] = self.routed_seq
+                    continue
+                accepted += 1
+                self._look_after(host_id, ts, routed.now_us)
+                msg.value = None
+                self.unacked.append(msg)
+            self.stats["accepted"] += accepted
+            self.stats["native"] += accepted
+            self.stats["declined"] += len(declined)
+        todo = routed.python
+        if declined:
+            position = {id(msg): i for i, msg in enumerate(routed.chunk)}
+            todo = sorted(todo + declined, key=lambda msg: position[id(msg)])
+        verified = await routed.checking if routed.checking is not None else {}
+        if len(declined) >= 4:  # (the first record of each host's boot, say) their signatures as a batch too
+            for _chunk, checking in self._verify_ahead(declined):
+                verified.update(await checking)
+        for msg in todo:
+            if await self._handle(msg, first=True, verified=verified):
+                msg.value = None
+                self.unacked.append(msg)
+        if declined:
+            self.store.unblock(list({msg.key.decode("ascii", "replace") for msg in declined}))  # type: ignore[union-attr]
 
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
@@ -237,6 +432,9 @@ class Processor:
         dirty, self.dirty = self.dirty, {}
         for state in dirty.values():
             self.put(state)
+        if self.store is not None:
+            for host_id, raw in self.store.dump_dirty():
+                self.table[host_id.encode()] = raw
         done, self.unacked = self.unacked, []
         ack = self.app.consumer.ack
         for msg in done:
@@ -266,8 +464,7 @@ class Processor:
                 if isinstance(key_b64, str):
                     claimed.setdefault(host_id, key_b64)
             else:
-                state = self.get(host_id)
-                key_b64 = (state or {}).get("key") or enrolled.get(host_id) or claimed.get(host_id)
+                key_b64 = self._pinned_key(host_id) or enrolled.get(host_id) or claimed.get(host_id)
             if isinstance(key_b64, str):
                 try:
                     jobs[-1] = (base64.b64decode(key_b64, validate=True), schema, msg.value, sig)
@@ -357,9 +554,37 @@ class Processor:
 
     def _may_wait(self, host_id: str) -> bool:
         """An unknown host's records may wait for its inventory (the topics are consumed
-        independently) for unknown_host_grace_s from the first one seen."""
-        first = self.unknown_since.setdefault(host_id, time.monotonic())
-        return time.monotonic() - first < self.cfg.unknown_host_grace_s
+        independently) for unknown_host_grace_s from the first one seen, counted from when the
+        host's inventory partition is read to its end: under a backlog the inventory may be
+        further behind in its topic than the grace (_inventory_behind). Never longer than
+        WAIT_MAX_GRACES graces in all."""
+        now = time.monotonic()
+        first = self.unknown_first.setdefault(host_id, now)
+        since = self.unknown_since.setdefault(host_id, now)
+        grace = self.cfg.unknown_host_grace_s
+        if now - first < WAIT_MAX_GRACES * grace and self._inventory_behind(host_id):
+            self.unknown_since[host_id] = now
+            return True
+        return now - since < grace
+
+    def _inventory_behind(self, host_id: str) -> bool:
+        """Does the host's inventory partition hold records this worker has not read yet (while fewer
+        than PARKED_MAX records are parked)? faust's consumer knows the partition's high watermark
+        from its last fetch, and where reading stands: the last offset handed over, else the
+        committed one. A partition this worker does not read, or no answer yet, is not behind; one
+        never read and never committed is, while its high watermark is above 0."""
+        if self.parked_count >= PARKED_MAX:
+            return False
+        consumer = self.app.consumer
+        # the input topics are co-partitioned: the host's inventories share its usage partition
+        tp = TopicPartition("hm.inventory.v1", partition_for(host_id.encode(), self.partitions))
+        try:
+            highwater = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)
+            position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
+        except Exception:  # noqa: BLE001 - not assigned here, or the consumer is not running
+            return False
+        return highwater is not None and position < highwater
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
@@ -368,20 +593,43 @@ class Processor:
         may both replay) joins the queue behind the older ones instead of overtaking them; taken
         first, a newer seq would have made the older ones duplicates."""
         queue = self.parked.get(host_id)
+        verified: Verified = {}
+        if queue and len(queue) > 1:  # their signatures as batches in the verify thread, not one by one here
+            for _chunk, checking in self._verify_ahead(list(queue)):
+                verified.update(await checking)
         while queue:
             msg = queue.pop(0)
-            await self._handle(msg)
+            await self._handle(msg, verified=verified)
             self.unacked.append(msg)
         if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
             del self.parked[host_id]
             self.unknown_since.pop(host_id, None)
+            self.unknown_first.pop(host_id, None)
+
+    def _inventories_first(self) -> None:
+        """Backpressure: while more than PARKED_PAUSE records wait for their hosts' inventories, the
+        other inputs' partitions are paused, so the fetches bring the inventories (a fetch takes
+        up to 8,000 records from the partitions in turn, so under a backlog the inventory topic fell
+        tens of seconds behind the usage topic, and parked records piled up and outwaited their
+        grace). Resumed below half of it."""
+        count = self.parked_count = sum(map(len, self.parked.values()))
+        consumer = self.app.consumer
+        if not self.paused and count > PARKED_PAUSE:
+            self.paused = {tp for tp in consumer.assignment() if tp.topic != "hm.inventory.v1"}
+            consumer.pause_partitions(self.paused)
+            log.info("%d records wait for their hosts' inventories: reading only inventories until they come", count)
+        elif self.paused and count <= PARKED_PAUSE // 2:
+            consumer.resume_partitions(self.paused & set(consumer.assignment()))
+            self.paused = set()
 
     async def _replay_parked(self) -> None:
-        """Replay (reject) the records of hosts whose grace ran out."""
+        """Replay (reject) the records of hosts whose grace ran out (_may_wait)."""
+        self._inventories_first()
         now = time.monotonic()
         grace = self.cfg.unknown_host_grace_s
         for host_id in [h for h in self.parked if now - self.unknown_since.get(h, 0.0) >= grace]:
-            await self._replay(host_id)
+            if not self._may_wait(host_id):
+                await self._replay(host_id)
 
     def release_parked(self) -> int:
         """At a rebalance: leave the parked records unacked for whoever owns their partition next,
@@ -400,6 +648,7 @@ class Processor:
             self.released.add(host_id)
         self.parked.clear()
         self.unknown_since.clear()
+        self.unknown_first.clear()
         if released:
             log.warning("rebalance: %d records parked for their hosts' inventory are left unacked; the "
                         "partition's next owner reads them again", released)
@@ -430,19 +679,21 @@ class Processor:
         if not records and not done["emitted"]:
             return
         log.info("last %.0f s: %d records (%.0f/s): %d accepted, %d rejected%s; %d outputs sent; %d hosts in memory, "
-                 "%d parked", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
+                 "%d parked%s", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
-                 done["emitted"], len(self.states), sum(len(v) for v in self.parked.values()))
+                 done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()),
+                 f"; native store: {done['native']} taken, {done['declined']} declined to Python"
+                 if self.store is not None else "")
 
     async def _tick(self) -> None:
         app = self.app
+        await self._settle()  # the last chunk of a fetch, when no next fetch came to settle it
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
-        if self.parked:
-            if app.rebalancing:
-                self.release_parked()
-            else:
-                await self._replay_parked()
+        if self.parked and app.rebalancing:
+            self.release_parked()
+        elif self.parked or self.paused:
+            await self._replay_parked()
         if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()
@@ -501,8 +752,21 @@ class Processor:
         """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
         An outbox that carries a mark may have been sent before (a crash, a failed send): what the
         marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable
-        in the changelog with the outbox before anything is sent."""
-        app = self.app
+        in the changelog with the outbox before anything is sent. The hosts stay out of the native
+        store only until their states (with the marks) are written: the sends and their acks take
+        longest, and meanwhile the hosts' records keep the fast path; the sent entries are then
+        cleared from each state where it is by then (get)."""
+        hosts = {state["host_id"] for state in states}
+        self.delivering |= hosts  # these dicts are written after awaits: not into the native store meanwhile
+        try:
+            outboxes = await self._mark_outboxes(states)
+        finally:
+            self.delivering -= hosts
+        await self._send_outboxes(outboxes)
+
+    async def _mark_outboxes(self, states: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """Drop what a retried outbox already delivered, mark each outbox and write its state; the
+        (host_id, outbox entries) to send."""
         retried = [state for state in states if state.get("outbox_mark")]
         if retried:
             marks: dict[TopicPartition, int] = {}
@@ -528,13 +792,15 @@ class Processor:
         for state in states:
             state["outbox_mark"] = {tp_name(tp): ends[tp] for tp in targets[state["host_id"]]}
             self.put(state)
+        return [(state["host_id"], list(state["outbox"])) for state in states]
+
+    async def _send_outboxes(self, outboxes: list[tuple[str, list[Any]]]) -> None:
+        app = self.app
         await app.producer.flush()  # the outboxes and their marks are durable before anything is sent
-        futures, sent = [], []
-        for state in states:
-            entries = list(state["outbox"])
-            sent.append((state, len(entries)))
+        futures = []
+        for host_id, entries in outboxes:
             for topic, key, value, _host in entries:
-                tp = self._target(state["host_id"], topic)
+                tp = self._target(host_id, topic)
                 futures.append(await self.outputs[topic].send(key=key.encode(), value=value.encode(),
                                                               partition=tp.partition))
         await asyncio.gather(*futures)
@@ -542,11 +808,14 @@ class Processor:
             log.warning("failpoint after_output_send: %d outputs acknowledged, outboxes not cleared; SIGKILL",
                         len(futures))
             os.kill(os.getpid(), signal.SIGKILL)
-        for state, n in sent:
-            del state["outbox"][:n]
+        for host_id, entries in outboxes:
+            state = self.get(host_id)  # out of the native store if it went there meanwhile
+            if state is None:
+                continue
+            del state["outbox"][:len(entries)]
             if not state["outbox"]:
                 state.pop("outbox_mark", None)
             # written at the next checkpoint, not now: a crash before that leaves the sent outbox
             # and its mark in the changelog, and the retry finds those outputs already delivered
-            self.dirty[state["host_id"]] = state
+            self.dirty[host_id] = state
         self.stats["emitted"] += len(futures)

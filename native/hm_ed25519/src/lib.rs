@@ -18,10 +18,10 @@ use rand_core::OsRng;
 /// Below this many signatures a failed batch is settled one signature at a time.
 const SINGLE_BELOW: usize = 8;
 
-struct Item<'a> {
-    key: [u8; 32],
-    msg: &'a [u8],
-    sig: Option<Signature>,
+pub struct Item<'a> {
+    pub key: [u8; 32],
+    pub msg: &'a [u8],
+    pub sig: Option<Signature>,
 }
 
 fn verify_one(item: &Item) -> bool {
@@ -31,7 +31,7 @@ fn verify_one(item: &Item) -> bool {
 
 /// Fills `out` for `items`: one batch check; if it fails, each half again (bisection), so k bad
 /// signatures among n cost about 2k log2(n/k) smaller batches instead of n single checks.
-fn settle(items: &[Item], out: &mut [bool]) {
+pub fn settle(items: &[Item], out: &mut [bool]) {
     if items.len() < SINGLE_BELOW {
         for (item, ok) in items.iter().zip(out.iter_mut()) {
             *ok = verify_one(item);
@@ -56,7 +56,7 @@ fn settle(items: &[Item], out: &mut [bool]) {
     settle(&items[mid..], right);
 }
 
-fn item<'a>(key: &[u8], msg: &'a [u8], sig: &[u8]) -> Option<Item<'a>> {
+pub fn item<'a>(key: &[u8], msg: &'a [u8], sig: &[u8]) -> Option<Item<'a>> {
     let key: [u8; 32] = key.try_into().ok()?;
     let sig = <[u8; 64]>::try_from(sig).ok().map(Signature::from);
     Some(Item { key, msg, sig })

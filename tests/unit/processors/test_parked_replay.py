@@ -145,3 +145,132 @@ def test_at_a_rebalance_parked_records_are_left_unacked_and_their_hosts_later_re
     assert proc.get(other.host_id)["counts"]["accepted"] == 2
     asyncio.run(proc._forget())  # the partitions are assigned again: faust re-reads from the commits
     assert proc.released == set()
+
+
+def test_parked_records_are_verified_as_a_batch_when_their_inventory_comes(proc):
+    """The replay checks the parked records' signatures ahead, as one batch in the verify thread: a
+    forged one among them is still refused, and only it."""
+    host = SimHost(1, seed="parked-batch")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(5)]
+    sig = dict(parked[2].headers)["hm-sig"]
+    forged = bytes([sig[0] ^ 1]) + sig[1:] if sig[:1] != b"A" else b"B" + sig[1:]
+    parked[2].headers = [(k, forged if k == "hm-sig" else v) for k, v in parked[2].headers]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    checked: list[int] = []
+    verify_ahead = proc._verify_ahead
+
+    def counting(messages):
+        checked.append(len(messages))
+        return verify_ahead(messages)
+    proc._verify_ahead = counting
+
+    async def scenario() -> None:
+        for msg in parked:
+            assert await proc._handle(msg, first=True) is False
+        assert await proc._handle(inventory, first=True)
+
+    asyncio.run(scenario())
+    assert checked == [5]  # the five parked records, checked together
+    rejected = proc.outputs[REJECTED_TOPIC].sent
+    assert [(r["reason"], r["check"]) for r in rejected] == [("bad_signature", "signature")]
+    assert proc.stats["accepted"] == 5  # the inventory and four of the parked records
+    assert host.host_id not in proc.parked
+
+
+def test_the_grace_waits_while_the_inventory_partition_is_behind(proc):
+    """Under a backlog the inventory topic can be further behind than unknown_host_grace_s: the
+    grace counts only from when the host's inventory partition is read to its end."""
+    from types import SimpleNamespace
+
+    host = SimHost(1, seed="parked-behind")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    tp = proc._target(host.host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
+    read: dict[Any, int] = {}  # nothing read from it yet, and nothing committed: behind
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100 if asked == tp else None, _read_offset=read,
+                                        _committed_offset={})
+
+    async def scenario() -> None:
+        for msg in parked[:2]:
+            assert await proc._handle(msg, first=True) is False
+        proc.unknown_since[host.host_id] -= 60  # past the grace, but the inventory partition is behind
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 2 and proc.outputs[REJECTED_TOPIC].sent == []
+        read[tp] = 50
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 2 and proc.outputs[REJECTED_TOPIC].sent == []
+        assert await proc._handle(parked[2], first=True) is False  # still parked, behind the others
+        read[tp] = 99  # read to its end: the grace runs from when it was last seen behind
+        await proc._replay_parked()
+        assert len(proc.parked[host.host_id]) == 3
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+
+    asyncio.run(scenario())
+    assert host.host_id not in proc.parked
+    assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"] * 3
+
+
+def test_an_unknown_host_waits_at_most_wait_max_graces_however_far_behind(proc):
+    from types import SimpleNamespace
+
+    from processors.app import WAIT_MAX_GRACES
+
+    host = SimHost(1, seed="parked-cap")
+    t = int(time.time() * 1e6) - 10_000_000
+    msg = message(host, "hm.usage.v1", host.usage(t), 0)
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100, _read_offset={}, _committed_offset={})
+
+    async def scenario() -> None:
+        assert await proc._handle(msg, first=True) is False
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+        assert host.host_id in proc.parked  # behind: still waiting
+        proc.unknown_first[host.host_id] -= WAIT_MAX_GRACES * proc.cfg.unknown_host_grace_s
+        proc.unknown_since[host.host_id] -= 60
+        await proc._replay_parked()
+
+    asyncio.run(scenario())
+    assert host.host_id not in proc.parked
+    assert [r["reason"] for r in proc.outputs[REJECTED_TOPIC].sent] == ["key_mismatch"]
+
+
+def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
+    """Backpressure (Processor._inventories_first): past PARKED_PAUSE parked records only the
+    inventory partitions are read, until half of them are settled."""
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+
+    import processors.app as app_module
+
+    monkeypatch.setattr(app_module, "PARKED_PAUSE", 2)
+    assigned = {TopicPartition(t, p) for t in ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1") for p in range(2)}
+    calls: list[tuple[str, set]] = []
+    proc.app.consumer = SimpleNamespace(
+        assignment=lambda: assigned, highwater=lambda tp: None, _read_offset={}, _committed_offset={},
+        pause_partitions=lambda tps: calls.append(("pause", set(tps))),
+        resume_partitions=lambda tps: calls.append(("resume", set(tps))))
+    host = SimHost(1, seed="parked-pause")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    others = {tp for tp in assigned if tp.topic != "hm.inventory.v1"}
+
+    async def scenario() -> None:
+        for msg in parked[:2]:
+            assert await proc._handle(msg, first=True) is False
+        proc._inventories_first()
+        assert calls == []  # 2 parked: not past the limit
+        assert await proc._handle(parked[2], first=True) is False
+        proc._inventories_first()
+        proc._inventories_first()
+        assert calls == [("pause", others)]  # once
+        assert await proc._handle(inventory, first=True)  # the parked records are taken
+        proc._inventories_first()
+        assert calls == [("pause", others), ("resume", others)]
+
+    asyncio.run(scenario())
+    assert proc.stats["accepted"] == 4

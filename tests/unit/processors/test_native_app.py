@@ -1,0 +1,142 @@
+"""processors.app with the native store (processor_native_ingest) against the Python engine alone.
+
+The same fetched batches go through Processor._on_batch twice, with the fast path on and off,
+with checkpoints and timer closes in between (the timer takes hosts' states out of the native
+store). Every rejection (offset, code, check), every ack, the table (the changelog) and the
+timer's work list must come out the same. The streams interleave what moves a host off the
+fast path mid-chunk: inventories, eBPF records, each bad record kind, gaps and late fills, a new
+boot, and an unknown host parked until its inventory arrives. Only the broker is faked (no
+changelog producer, no consumer: the table is a dict, acks and rejections are recorded) and
+the processor's clock is fixed.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+import processors.app as app_module
+from hmconfig.settings import load_settings
+from processors import proofs
+from processors.app import Processor
+from processors.config import ProcessorConfig
+from processors.engine import Signer
+from processors.simulator import RECORD_BAD_KINDS, SimHost, bad_record
+from schemas.keys import SigningKey
+
+S = 1_000_000
+NOW = 1_800_000_000 * S + 250_000
+CFG = ProcessorConfig(proof_window_s=10, proof_grace_s=3, agg_windows_s={"10s": 2, "1m": 10}, agg_grace_s=1)
+
+
+@pytest.fixture
+def signer(tmp_path):
+    key = SigningKey.load_or_create(tmp_path, "processor.key")
+    return Signer(key.key_id, lambda data: proofs.sign(data, key.private_key, key.key_id))
+
+
+def stream(seed: int) -> list[list[tuple]]:
+    """Kafka messages (offset, topic, key, value, headers) of 6 hosts (one of them unknown until
+    late) over 60 s, in fetched batches of random sizes."""
+    rng = random.Random(seed)
+    hosts = [SimHost(i, seed=f"native-app-{seed}") for i in range(6)]
+    late_host = hosts[-1]
+    start = NOW - 65 * S
+    msgs: list[tuple] = [h.message("hm.inventory.v1", h.inventory(start)) for h in hosts[:-1]]
+    held: list[tuple] = []
+    bad_kinds = itertools.cycle(RECORD_BAD_KINDS)
+    for i in range(60):
+        t = start + i * S
+        for h in hosts:
+            if rng.random() < 0.08:
+                h.next_seq("hm.usage.v1")  # a gap: the seq after it is no longer the next one
+            msg = h.message("hm.usage.v1", h.usage(t, elapsed_s=1.0))
+            if rng.random() < 0.05:
+                held.append(msg)  # sent later: a late fill of the gap
+            else:
+                msgs.append(msg)
+            if rng.random() < 0.2:
+                msgs.append(h.message("hm.ebpf.v1", h.ebpf_sched(t, procfs_busy_s=0.5, elapsed_s=1.0)))
+            if rng.random() < 0.08:
+                msgs.append(bad_record(next(bad_kinds), h, t))
+            if held and rng.random() < 0.3:
+                msgs.append(held.pop())
+        if i % 3 == 1:  # re-inventories claiming 2 or 4 cores: whether a sample is over_capacity depends on
+            h = hosts[1]  # which one came last, so an inventory applied out of order shows
+            h.cores = 2 + 2 * (i % 2)
+            msgs.append(h.message("hm.inventory.v1", h.inventory(t)))
+            h.cores = 4
+        if i == 20:
+            hosts[2].boot_id, hosts[2].seqs = "new-boot", {}  # a reboot: counters go on, seqs restart
+        if i == 40:
+            msgs.append(late_host.message("hm.inventory.v1", late_host.inventory(t)))  # its records were parked
+    msgs += held
+    batches, i = [], 0
+    while i < len(msgs):
+        n = rng.choice((1, 3, 20, 70, 150))
+        batches.append([(i + j, *msg) for j, msg in enumerate(msgs[i:i + n])])
+        i += n
+    return batches
+
+
+def run(tmp_path, signer, batches, monkeypatch, native: bool):
+    clock = SimpleNamespace(now=NOW)
+    monkeypatch.setattr(app_module, "time", SimpleNamespace(time=lambda: clock.now / S, monotonic=lambda: 0.0))
+    monkeypatch.setattr(app_module, "VERIFY_CHUNK", 16)  # many chunks per batch: the pipeline's boundaries
+    settings = load_settings(state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", processor_checkpoint_s=3600,
+                             processor_native_ingest=native, unknown_host_grace_s=3600)
+    proc = Processor(settings, CFG, signer, topic_partitions={"hm.usage.v1": 6})
+    assert (proc.store is not None) == native
+    proc.table = {}
+    acked: list[int] = []
+    proc.app.consumer = SimpleNamespace(ack=lambda msg: acked.append(msg.offset))
+    rejected: list[tuple[int, str, str]] = []
+
+    async def reject(code, check, _detail, _record, msg, _now_us):
+        rejected.append((msg.offset, code, check))
+    proc._reject = reject
+
+    async def feed():
+        for n, batch in enumerate(batches):
+            if n % 2 == 0:  # the processor's time moves every other batch: a chunk settled in the next
+                await proc._settle()  # fetch (the pipeline) is handled at the time it would have been
+                clock.now += S // 4
+            # fresh messages per run: the app drops a settled record's value
+            await proc._on_batch([SimpleNamespace(topic=topic, key=key, value=value, headers=headers, partition=0,
+                                                  offset=offset) for offset, topic, key, value, headers in batch])
+            if n % 3 == 1:
+                await proc._checkpoint()
+            if n % 4 == 2:  # the timer: settle, then close what is due on states taken out of the store
+                await proc._settle()
+                for host_id, due in list(proc.due.items()):
+                    if due <= clock.now:
+                        state = proc.get(host_id)
+                        proc.engine.close_due(state, clock.now, signer)
+                        proc.dirty[host_id] = state
+                        proc._look_again(host_id, state, clock.now)
+        await proc._settle()  # as the timer does
+        for host_id in list(proc.parked):  # the grace ends for every host still parked
+            await proc._replay(host_id)
+        await proc._checkpoint()
+    asyncio.run(feed())
+    table = {key: orjson.loads(raw) for key, raw in proc.table.items()}
+    return table, rejected, sorted(acked), dict(proc.due), proc.stats["accepted"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_native_store_in_the_app_matches_the_python_engine(tmp_path, signer, monkeypatch, seed):
+    batches = stream(seed)
+    fast = run(tmp_path / "native", signer, batches, monkeypatch, native=True)
+    slow = run(tmp_path / "python", signer, batches, monkeypatch, native=False)
+    table, rejected, acked, _due, accepted = fast
+    assert len(table) == 6 and accepted > 300, "the stream was taken in"
+    assert {code for _offset, code, _check in rejected} >= set(RECORD_BAD_KINDS)
+    assert acked == list(range(sum(map(len, batches)))), "every record acked once"
+    assert rejected == slow[1]
+    assert fast[2:] == slow[2:]
+    for host_id, state in slow[0].items():
+        assert orjson.dumps(table[host_id]) == orjson.dumps(state), host_id
