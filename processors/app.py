@@ -393,12 +393,13 @@ class Processor:
                 self.pending.clear()
 
     async def _settle_one(self, routed: Routed) -> None:
-        declined = []
+        declined, declined_hosts = [], set()
         if routed.taken is not None:
             accepted = 0
             for msg, (host_id, _value, _headers), ts in zip(routed.fast, routed.items, await routed.taken):
                 if ts is None:
                     declined.append(msg)
+                    declined_hosts.add(host_id)
                     # the chunks queued behind this one may hold more of the host's records, declined too
                     self.pending[host_id] = self.routed_seq
                     continue
@@ -422,7 +423,7 @@ class Processor:
                 msg.value = None
                 self.unacked.append(msg)
         if declined:
-            self.store.unblock(list({msg.key.decode("ascii", "replace") for msg in declined}))  # type: ignore[union-attr]
+            self.store.unblock(list(declined_hosts))  # type: ignore[union-attr]
 
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
@@ -578,7 +579,7 @@ class Processor:
             return False
         consumer = self.app.consumer
         # the input topics are co-partitioned: the host's inventories share its usage partition
-        tp = TopicPartition("hm.inventory.v1", partition_for(host_id.encode(), self.partitions))
+        tp = self._target(host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
         try:
             highwater = consumer.highwater(tp)
             read = consumer._read_offset.get(tp)
