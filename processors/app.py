@@ -110,6 +110,9 @@ class Routed:
     taken: asyncio.Future[list[int | None]] | None = None  # the store's answers: ts, or None (declined)
 
 
+Outbox = tuple[str, list[Any]]  # (host_id, outbox entries [topic, key, value, host_id])
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """aiokafka's (and Java's) default partitioner, so outputs land in the host's partition."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -137,7 +140,8 @@ class Processor:
         self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
-                      "native": 0, "declined": 0}  # usage records the native store took / declined to Python
+                      "native": 0, "declined": 0,  # usage records the native store took / declined to Python
+                      "native_closes": 0}  # hosts whose due windows the native store closed
         self.unknown_since: dict[str, float] = {}  # host -> when its grace started (see _may_wait)
         self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
         self.parked_count = 0  # records parked, as of the last tick
@@ -550,7 +554,9 @@ class Processor:
     def _look_again(self, host_id: str, state: dict[str, Any], now_us: int) -> None:
         """After the timer looked at a host: next when a window could close without a new record
         (Engine.next_look_us); a record passing an open window's end makes it sooner (_look_after)."""
-        looks = self.engine.next_look_us(state, now_us)
+        self._set_looks(host_id, self.engine.next_look_us(state, now_us))
+
+    def _set_looks(self, host_id: str, looks: tuple[int, int] | None) -> None:
         if looks is None:
             self.due.pop(host_id, None)
             self.open_end.pop(host_id, None)
@@ -585,8 +591,9 @@ class Processor:
         tp = self._target(host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
         try:
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)
-            position = read + 1 if read is not None else (consumer._committed_offset.get(tp) or 0)
+            offsets: Any = consumer  # faust's Consumer's own bookkeeping, not in its ConsumerT type
+            read = offsets._read_offset.get(tp)
+            position = read + 1 if read is not None else (offsets._committed_offset.get(tp) or 0)
         except Exception:  # noqa: BLE001 - not assigned here, or the consumer is not running
             return False
         return highwater is not None and position < highwater
@@ -696,7 +703,8 @@ class Processor:
                  "%d parked%s", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
                  done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()),
-                 f"; native store: {done['native']} taken, {done['declined']} declined to Python"
+                 f"; native store: {done['native']} taken, {done['declined']} declined to Python, "
+                 f"{done['native_closes']} hosts' windows closed"
                  if self.store is not None else "")
 
     async def _tick(self) -> None:
@@ -730,33 +738,55 @@ class Processor:
                     if state["outbox"] or first_end is not None:
                         self.due[host_id] = 0  # looked at now: a window may be due, an outbox unsent
         now_us = int(time.time() * 1e6)
-        sending: list[tuple[str, dict[str, Any]]] = []
-        for host_id in [h for h, due in self.due.items() if due <= now_us]:
-            state = self.get(host_id)
-            if state is None or not self._owned(host_id, assigned):
-                self.due.pop(host_id, None)
-                continue
-            # a close always fills the outbox, and _deliver writes the state (with its mark) before sending
-            self.engine.close_due(state, now_us, self.signer)
-            if state["outbox"]:
-                sending.append((host_id, state))
-            self._look_again(host_id, state, now_us)
-        if sending:
-            states = [state for _host, state in sending]
+        states, closed_natively = self._close_due(now_us, assigned)
+        if states or closed_natively:
             try:
-                await self._deliver(states)
+                await self._deliver(states, closed_natively)
             except Exception as err:  # noqa: BLE001 - kept, marked: the next tick checks and retries
                 self.failed_sends += 1
+                hosts = [state["host_id"] for state in states] + [host_id for host_id, _ in closed_natively]
                 if self.failed_sends == 1:  # once per outage, not once per tick
                     log.warning("sending the outputs of %d hosts failed (%s: %s); they stay in their outboxes, "
-                                "are checked against the topics and retried every tick", len(states),
+                                "are checked against the topics and retried every tick", len(hosts),
                                 type(err).__name__, err)
-                for state in states:
-                    self.due[state["host_id"]] = 0
+                for host_id in hosts:
+                    self.due[host_id] = 0
             else:
                 if self.failed_sends:
                     log.warning("outputs sent again after %d failed attempts", self.failed_sends)
                 self.failed_sends = 0
+
+    def _close_due(self, now_us: int, assigned: set[int]) -> tuple[list[dict[str, Any]], list[Outbox]]:
+        """Close what is due on the hosts due a look: in the native store where only dashboard
+        windows are (HostStore.close_aggs: the state stays there), else in Python on the state
+        taken out. Returns the Python states with outputs to send, and the natively closed
+        hosts' outbox entries. A close always fills the outbox, and _deliver writes the state
+        (with its mark) before sending."""
+        hosts = [h for h, due in self.due.items() if due <= now_us]
+        closed_natively: list[Outbox] = []
+        if self.store is not None and hosts:
+            stored = [h for h in hosts if h in self.native_keys and self._owned(h, assigned)]
+            done = set()
+            for host_id, closed in zip(stored, self.store.close_aggs(stored, now_us)):
+                if closed is not None:
+                    entries, looks = closed
+                    done.add(host_id)
+                    if entries:
+                        closed_natively.append((host_id, [[*entry, host_id] for entry in entries]))
+                        self.stats["native_closes"] += 1
+                    self._set_looks(host_id, looks)
+            hosts = [h for h in hosts if h not in done]
+        states: list[dict[str, Any]] = []
+        for host_id in hosts:
+            state = self.get(host_id)
+            if state is None or not self._owned(host_id, assigned):
+                self.due.pop(host_id, None)
+                continue
+            self.engine.close_due(state, now_us, self.signer)
+            if state["outbox"]:
+                states.append(state)
+            self._look_again(host_id, state, now_us)
+        return states, closed_natively
 
     def _target(self, host_id: str, topic: str) -> TopicPartition:
         """Every output goes to its host's partition (aggregates are keyed by host and window)."""
@@ -764,23 +794,24 @@ class Processor:
         return TopicPartition(topic, self._partition(host_id) if partitions == self.partitions
                               else partition_for(host_id.encode(), partitions))
 
-    async def _deliver(self, states: list[dict[str, Any]]) -> None:
+    async def _deliver(self, states: list[dict[str, Any]], closed_natively: list[Outbox] | None = None) -> None:
         """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
         An outbox that carries a mark may have been sent before (a crash, a failed send): what the
         marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable
         in the changelog with the outbox before anything is sent. The hosts stay out of the native
         store only until their states (with the marks) are written: the sends and their acks take
         longest, and meanwhile the hosts' records keep the fast path; the sent entries are then
-        cleared from each state where it is by then (get)."""
+        cleared from each state where it is by then. ``closed_natively``: (host_id, outbox) of the
+        hosts whose windows the store closed (their outboxes were empty and unmarked before)."""
         hosts = {state["host_id"] for state in states}
         self.delivering |= hosts  # these dicts are written after awaits: not into the native store meanwhile
         try:
-            outboxes = await self._mark_outboxes(states)
+            outboxes = await self._mark_outboxes(states, closed_natively or [])
         finally:
             self.delivering -= hosts
         await self._send_outboxes(outboxes)
 
-    async def _mark_outboxes(self, states: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    async def _mark_outboxes(self, states: list[dict[str, Any]], closed_natively: list[Outbox]) -> list[Outbox]:
         """Drop what a retried outbox already delivered, mark each outbox and write its state; the
         (host_id, outbox entries) to send."""
         retried = [state for state in states if state.get("outbox_mark")]
@@ -801,16 +832,33 @@ class Processor:
             self.stats["already_delivered"] += dropped
             log.warning("outbox retry for %d hosts: %d outputs were already on their topics (not re-sent)",
                         len(retried), dropped)
-        states = [state for state in states if state["outbox"]]
-        targets = {state["host_id"]: {self._target(state["host_id"], e[0]) for e in state["outbox"]}
-                   for state in states}
+        outboxes = [(state["host_id"], list(state["outbox"])) for state in states if state["outbox"]]
+        targets = {host_id: {self._target(host_id, e[0]) for e in entries}
+                   for host_id, entries in outboxes + closed_natively}
         ends = await self.delivered.end_offsets(set().union(*targets.values()))
         for state in states:
-            state["outbox_mark"] = {tp_name(tp): ends[tp] for tp in targets[state["host_id"]]}
-            self.put(state)
-        return [(state["host_id"], list(state["outbox"])) for state in states]
+            if state["outbox"]:
+                state["outbox_mark"] = {tp_name(tp): ends[tp] for tp in targets[state["host_id"]]}
+                self.put(state)
+        for host_id, _entries in closed_natively:
+            self._mark_native(host_id, {tp_name(tp): ends[tp] for tp in targets[host_id]})
+        return outboxes + closed_natively
 
-    async def _send_outboxes(self, outboxes: list[tuple[str, list[Any]]]) -> None:
+    def _mark_native(self, host_id: str, marks: dict[str, int]) -> None:
+        """Mark and write a natively closed host's state: in the store, or in Python if a declined
+        record took it out during the awaits (or the store keeps it as JSON)."""
+        store = self.store
+        assert store is not None
+        raw = store.mark(host_id, orjson.dumps(marks).decode()) if host_id in self.native_keys else None
+        if raw is not None:
+            self.table[host_id.encode()] = raw
+            return
+        state = self.get(host_id)
+        assert state is not None, f"{host_id}: closed natively, and its state is gone"
+        state["outbox_mark"] = marks
+        self.put(state)
+
+    async def _send_outboxes(self, outboxes: list[Outbox]) -> None:
         app = self.app
         await app.producer.flush()  # the outboxes and their marks are durable before anything is sent
         futures = []
@@ -825,7 +873,9 @@ class Processor:
                         len(futures))
             os.kill(os.getpid(), signal.SIGKILL)
         for host_id, entries in outboxes:
-            state = self.get(host_id)  # out of the native store if it went there meanwhile
+            if host_id in self.native_keys and self.store.trim(host_id, len(entries)):  # type: ignore[union-attr]
+                continue  # trimmed where the state is, in the store (dirty: written at the next checkpoint)
+            state = self.get(host_id)
             if state is None:
                 continue
             del state["outbox"][:len(entries)]

@@ -9,10 +9,12 @@ class HostStore:
 
     def __init__(self, usage_schema_json: str, proof_len_us: int, agg: list[tuple[str, int]],
                  stale_after_s: float, clock_skew_s: float, over_capacity_factor: float,
-                 new_proof_acc_json: bytes, new_agg_acc_json: bytes) -> None:
+                 new_proof_acc_json: bytes, new_agg_acc_json: bytes, agg_topics: list[str], agg_grace_s: float,
+                 proof_grace_s: float) -> None:
         """``agg``: (window name, length in us) in the engine's order; the templates are
-        orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc()). ValueError if the
-        schema uses a keyword (or pattern syntax) that the store's validator does not implement."""
+        orjson.dumps(proofs.new_acc()) and orjson.dumps(aggregation.new_acc()); ``agg_topics``: each
+        family's output topic, in ``agg``'s order. ValueError if the schema uses a keyword (or
+        pattern syntax) that the store's validator does not implement."""
 
     def load(self, host_id: str, state_json: bytes, dirty: bool) -> None:
         """Insert or replace a host's state (ValueError unless a JSON object). One the store does not
@@ -44,3 +46,18 @@ class HostStore:
         """The caller has replayed these hosts' declined records: their records may be taken again."""
 
     def blocked(self) -> list[str]: ...
+
+    def close_aggs(self, host_ids: list[str], now_us: int
+                   ) -> list[tuple[list[tuple[str, str, str]], tuple[int, int] | None] | None]:
+        """Engine.close_due per host where only dashboard windows are due and the outbox is empty and
+        unmarked: (the (topic, key, value) entries appended to its outbox, Engine.next_look_us after),
+        the state dirty if an entry was; else None, the state untouched (a proof window due, a window
+        with eBPF snapshots, a retry, a host not stored typed): close it in Python."""
+
+    def mark(self, host_id: str, marks_json: str) -> bytes | None:
+        """``state["outbox_mark"] = marks``; the state's JSON to write to the table (the state is
+        clean then), or None if the host is not stored typed."""
+
+    def trim(self, host_id: str, n: int) -> bool:
+        """The first ``n`` outbox entries sent: dropped, with the mark if none is left; the state
+        dirty. False (untouched) if the host is not stored typed or its outbox has fewer."""

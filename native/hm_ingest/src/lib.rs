@@ -36,7 +36,7 @@ mod state;
 mod validator;
 use dom::Dom;
 use smallvec::SmallVec;
-use state::{AggAcc, Family, ONum, ProofAcc, State, Template, S};
+use state::{AggAcc, Closing, Family, ONum, ProofAcc, State, Template, S};
 
 const SCHEMA: &str = "hm.usage.v1";
 /// validation.COUNTERS: cumulative counters that must not go backwards within a boot.
@@ -211,6 +211,7 @@ struct Config {
     over_capacity_factor: f64,
     new_proof_acc: Template<ProofAcc>,
     new_agg_acc: Template<AggAcc>,
+    closing: Closing,
 }
 
 impl Config {
@@ -775,12 +776,13 @@ impl HostStore {
 impl HostStore {
     /// ``usage_schema_json``: hm.usage.v1's JSON Schema text; window lengths in microseconds
     /// (``agg`` in the engine's order); the rest as processors.config.ProcessorConfig; the two
-    /// templates are the JSON of proofs.new_acc() and aggregation.new_acc().
+    /// templates are the JSON of proofs.new_acc() and aggregation.new_acc(); ``agg_topics``: each
+    /// aggregation family's output topic, in ``agg``'s order.
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(usage_schema_json: &str, proof_len_us: i64, agg: Vec<(String, i64)>, stale_after_s: f64,
-           clock_skew_s: f64, over_capacity_factor: f64, new_proof_acc_json: &[u8], new_agg_acc_json: &[u8])
-           -> PyResult<Self> {
+           clock_skew_s: f64, over_capacity_factor: f64, new_proof_acc_json: &[u8], new_agg_acc_json: &[u8],
+           agg_topics: Vec<String>, agg_grace_s: f64, proof_grace_s: f64) -> PyResult<Self> {
         let schema: Value = serde_json::from_str(usage_schema_json).map_err(value_error)?;
         // verdicts of jsonschema draft 7 with formats asserted, as schemas._compiled builds it, for
         // the keywords validator.rs implements; a schema with any other keyword is a ValueError
@@ -797,8 +799,18 @@ impl HostStore {
         let new_agg_acc = Template::new(new_agg_acc_json).ok_or_else(|| {
             PyValueError::new_err("new_agg_acc_json is not the JSON of aggregation.new_acc() that hm_ingest knows")
         })?;
+        if agg_topics.len() != agg.len() {
+            return Err(PyValueError::new_err("agg_topics: one topic per aggregation family"));
+        }
+        let closing = Closing {
+            proof_len_us,
+            agg: agg.iter().zip(agg_topics).map(|((n, l), t)| (n.clone(), *l, t)).collect(),
+            agg_grace_s,
+            proof_grace_s,
+        };
         let cfg = Config {
             validator, proof_len_us, agg, stale_after_s, clock_skew_s, over_capacity_factor, new_proof_acc, new_agg_acc,
+            closing,
         };
         Ok(Self { cfg, inner: Mutex::new(Inner { hosts: HashMap::new(), blocked: HashSet::new(), aggs: Vec::new() }) })
     }
@@ -883,6 +895,56 @@ impl HostStore {
         Ok(self.lock()?.hosts.keys().cloned().collect())
     }
 
+    /// Engine.close_due for each host, where the due windows are dashboard windows only (state.rs's
+    /// close module says which it leaves): per host None (declined: the state untouched, or not
+    /// stored; close it in Python), or (the outbox entries appended, as (topic, key, value), and
+    /// Engine.next_look_us of the state after). A host with an entry is dirty.
+    #[allow(clippy::type_complexity)]
+    fn close_aggs(&self, host_ids: Vec<String>, now_us: i64)
+                  -> PyResult<Vec<Option<(Vec<(String, String, String)>, Option<(i64, i64)>)>>> {
+        let mut inner = self.lock()?;
+        let c = &self.cfg.closing;
+        Ok(host_ids.iter().map(|h| {
+            let Some(Entry { host: Host::Typed(st), dirty, .. }) = inner.hosts.get_mut(h) else { return None };
+            let entries = st.close_aggs(h, c, now_us)?;
+            if !entries.is_empty() {
+                *dirty = true;
+                compact(st, &self.cfg);
+            }
+            Some((entries, st.next_look(c, now_us)))
+        }).collect())
+    }
+
+    /// ``state["outbox_mark"] = marks`` (the JSON of processors.app._mark_outboxes' dict), then the
+    /// state's JSON to write to the table: the state is clean after. None if not stored typed.
+    fn mark<'py>(&self, py: Python<'py>, host_id: &str, marks_json: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        serde_json::from_str::<serde::de::IgnoredAny>(marks_json).map_err(value_error)?;
+        let mut inner = self.lock()?;
+        let Some(Entry { host: Host::Typed(st), dirty, .. }) = inner.hosts.get_mut(host_id) else { return Ok(None) };
+        if st.mark(marks_json).is_none() {
+            return Ok(None);
+        }
+        compact(st, &self.cfg);
+        *dirty = false;
+        let mut out = Vec::with_capacity(st.size_hint());
+        st.write(&mut out);
+        Ok(Some(PyBytes::new(py, &out)))
+    }
+
+    /// Once a host's first ``n`` outbox entries are sent: they are dropped (and the mark when none
+    /// is left), the state dirty. False (untouched) if the host is not stored typed or its outbox
+    /// has fewer.
+    fn trim(&self, host_id: &str, n: usize) -> PyResult<bool> {
+        let mut inner = self.lock()?;
+        let Some(Entry { host: Host::Typed(st), dirty, .. }) = inner.hosts.get_mut(host_id) else { return Ok(false) };
+        if st.trim(n).is_none() {
+            return Ok(false);
+        }
+        compact(st, &self.cfg);
+        *dirty = true;
+        Ok(true)
+    }
+
     /// For each (host_id, value, the record's Kafka headers) in order, with the GIL released:
     /// accept the record into the stored state of its host and give its ``ts``, or None (declined:
     /// the state untouched). A host not stored declines. A decline blocks its host: the host's
@@ -939,6 +1001,18 @@ impl HostStore {
             }
             Ok(out)
         })
+    }
+}
+
+/// A state whose text grew by half of MAX_GROWTH (closes and trims append their new parts) is
+/// written and parsed again, which drops what is no longer referred to.
+fn compact(st: &mut Box<State>, cfg: &Config) {
+    if st.grown() > MAX_GROWTH / 2 {
+        let mut json = Vec::with_capacity(st.size_hint());
+        st.write(&mut json);
+        if let Some(fresh) = State::parse(&json, &cfg.agg) {
+            **st = fresh;
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //! positive exponent).
 use smallvec::SmallVec;
 
+mod close;
+pub use close::Closing;
+
 use crate::Num::{self, F, I};
 use crate::{BYTE_NAMES, COUNTERS, RATE_NAMES, SUM_NAMES};
 

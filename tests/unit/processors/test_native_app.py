@@ -39,9 +39,12 @@ def signer(tmp_path):
     return Signer(key.key_id, lambda data: proofs.sign(data, key.private_key, key.key_id))
 
 
-def stream(seed: int) -> list[list[tuple]]:
+def stream(seed: int, ebpf: float = 0.2, sizes: tuple[int, ...] = (1, 3, 20, 70, 150)) -> list[list[tuple]]:
     """Kafka messages (offset, topic, key, value, headers) of 6 hosts (one of them unknown until
-    late) over 60 s, in fetched batches of random sizes."""
+    late) over 60 s, in fetched batches of random sizes; ``ebpf``: the chance of an eBPF snapshot
+    per host and second (a window holding one is closed in Python); ``sizes``: the batch sizes to
+    pick from (the timer runs every 4th batch: with small ones, a tick finds few windows due, and
+    not always a proof window, which only Python closes)."""
     rng = random.Random(seed)
     hosts = [SimHost(i, seed=f"native-app-{seed}") for i in range(6)]
     late_host = hosts[-1]
@@ -59,7 +62,7 @@ def stream(seed: int) -> list[list[tuple]]:
                 held.append(msg)  # sent later: a late fill of the gap
             else:
                 msgs.append(msg)
-            if rng.random() < 0.2:
+            if rng.random() < ebpf:
                 msgs.append(h.message("hm.ebpf.v1", h.ebpf_sched(t, procfs_busy_s=0.5, elapsed_s=1.0)))
             if rng.random() < 0.08:
                 msgs.append(bad_record(next(bad_kinds), h, t))
@@ -77,7 +80,7 @@ def stream(seed: int) -> list[list[tuple]]:
     msgs += held
     batches, i = [], 0
     while i < len(msgs):
-        n = rng.choice((1, 3, 20, 70, 150))
+        n = rng.choice(sizes)
         batches.append([(i + j, *msg) for j, msg in enumerate(msgs[i:i + n])])
         i += n
     return batches
@@ -89,7 +92,8 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool):
     monkeypatch.setattr(app_module, "VERIFY_CHUNK", 16)  # many chunks per batch: the pipeline's boundaries
     settings = load_settings(state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", processor_checkpoint_s=3600,
                              processor_native_ingest=native, unknown_host_grace_s=3600)
-    proc = Processor(settings, CFG, signer, topic_partitions={"hm.usage.v1": 6})
+    proc = Processor(settings, CFG, signer,
+                     topic_partitions={"hm.usage.v1": 6, **{topic: 6 for topic in app_module.OUTPUT_TOPICS}})
     assert (proc.store is not None) == native
     proc.table = {}
     acked: list[int] = []
@@ -99,6 +103,25 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool):
     async def reject(code, check, _detail, _record, msg, _now_us):
         rejected.append((msg.offset, code, check))
     proc._reject = reject
+    # the delivery's broker: end offsets as counts of what was sent, each send acknowledged at once
+    sent: list[tuple[str, int, bytes, bytes]] = []
+
+    async def end_offsets(tps):
+        return {tp: sum(1 for t, p, *_ in sent if (t, p) == (tp.topic, tp.partition)) for tp in tps}
+
+    async def flush():
+        return None
+
+    def output(topic):
+        async def send(key, value, partition):
+            sent.append((topic, partition, key, value))
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return SimpleNamespace(send=send)
+    proc.delivered = SimpleNamespace(end_offsets=end_offsets)
+    proc.app.producer = SimpleNamespace(flush=flush)
+    proc.outputs = {topic: output(topic) for topic in proc.outputs}
 
     async def feed():
         for n, batch in enumerate(batches):
@@ -110,33 +133,34 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool):
                                                   offset=offset) for offset, topic, key, value, headers in batch])
             if n % 3 == 1:
                 await proc._checkpoint()
-            if n % 4 == 2:  # the timer: settle, then close what is due on states taken out of the store
+            if n % 4 == 2:  # the timer (Processor._tick): settle, close what is due, deliver
                 await proc._settle()
-                for host_id, due in list(proc.due.items()):
-                    if due <= clock.now:
-                        state = proc.get(host_id)
-                        proc.engine.close_due(state, clock.now, signer)
-                        proc.dirty[host_id] = state
-                        proc._look_again(host_id, state, clock.now)
+                states, closed_natively = proc._close_due(clock.now, set(range(6)))
+                if states or closed_natively:
+                    await proc._deliver(states, closed_natively)
         await proc._settle()  # as the timer does
         for host_id in list(proc.parked):  # the grace ends for every host still parked
             await proc._replay(host_id)
         await proc._checkpoint()
     asyncio.run(feed())
     table = {key: orjson.loads(raw) for key, raw in proc.table.items()}
-    return table, rejected, sorted(acked), dict(proc.due), proc.stats["accepted"]
+    return (table, rejected, sorted(acked), dict(proc.due), proc.stats["accepted"], sorted(sent),
+            proc.stats["native_closes"])
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_native_store_in_the_app_matches_the_python_engine(tmp_path, signer, monkeypatch, seed):
-    batches = stream(seed)
+@pytest.mark.parametrize("seed, ebpf", [(1, 0.2), (2, 0.2), (3, 0.2), (4, 0.0), (5, 0.0)])
+def test_native_store_in_the_app_matches_the_python_engine(tmp_path, signer, monkeypatch, seed, ebpf):
+    batches = stream(seed, ebpf, (1, 3, 20, 70, 150) if ebpf else (1, 3, 7))
     fast = run(tmp_path / "native", signer, batches, monkeypatch, native=True)
     slow = run(tmp_path / "python", signer, batches, monkeypatch, native=False)
-    table, rejected, acked, _due, accepted = fast
+    table, rejected, acked, _due, accepted, sent, native_closes = fast
+    assert slow[6] == 0 and (native_closes > 20 or ebpf), "windows were closed in the store"
     assert len(table) == 6 and accepted > 300, "the stream was taken in"
+    assert len(sent) > 100 and {t for t, *_ in sent} >= {"hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1"}
     assert {code for _offset, code, _check in rejected} >= set(RECORD_BAD_KINDS)
     assert acked == list(range(sum(map(len, batches)))), "every record acked once"
     assert rejected == slow[1]
-    assert fast[2:] == slow[2:]
+    assert fast[2:6] == slow[2:6]
+    assert sent == slow[5], "the same outputs, each once"
     for host_id, state in slow[0].items():
         assert orjson.dumps(table[host_id]) == orjson.dumps(state), host_id

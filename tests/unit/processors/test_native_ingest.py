@@ -179,6 +179,7 @@ class Duo:
         self.history: list[Msg] = []
         self.log: list[str] = []
         self.snap: tuple[int, dict[str, bytes], bytes] | None = None
+        self.sent: dict[str, list[list[Any]]] = {}  # host -> outbox entries delivered (close)
         self.signer = Signer(_PROC_KID, lambda data: proofs.sign(data, _PROC_KEY, _PROC_KID))
 
     # side A's states: the store's JSON, read without disturbing its dirty flag
@@ -327,10 +328,26 @@ class Duo:
                            self.b[host_id], "?", "?")
         return outs
 
-    def close(self, now_us: int) -> None:
+    def close(self, now_us: int, deliver: float = 1.0, rng: random.Random | None = None) -> None:
+        """The timer on both sides: A closes in the store (HostStore.close_aggs) where it can, else in
+        Python on the state taken out; B in Python. The outputs, the states and the next looks must be
+        equal. Then, as processors.app delivers (``deliver``: the share of the outboxes sent), the
+        outbox is marked and the sent entries trimmed: A in the store (mark, trim), B in Python."""
         outs: list[list[Any]] = [[], []]
+        natively: dict[str, tuple[list, Any]] = {}
         for host_id in self.b:
-            for side, state in enumerate((self.a(host_id), self.b[host_id])):
+            try:
+                closed = self.store.close_aggs([host_id], now_us)[0]
+            except Exception as err:  # noqa: BLE001 - it must decline, not raise
+                pytest.fail(f"HostStore.close_aggs raised {err!r}\nstream:\n" + "\n".join(self.log[-60:]),
+                            pytrace=False)
+            if closed is not None:
+                natively[host_id] = closed
+                outs[0].append(len(closed[0]))
+                self.stats["closed_natively" if closed[0] else "looked_natively"] += 1
+            for side, state in enumerate((None if closed is not None else self.a(host_id), self.b[host_id])):
+                if state is None:
+                    continue
                 try:
                     engine = self.engine if side == 0 else self.ref
                     outs[side].append(engine.close_due(state, now_us, self.signer))
@@ -338,12 +355,46 @@ class Duo:
                     outs[side].append(f"raised {type(err).__name__}")
                 if side == 0:
                     self.set_a(host_id, state)
-        self.log.append(f"close_due(now={now_us}) -> {outs[1]}")
+        self.log.append(f"close_due(now={now_us}) -> {outs[1]}, natively {sorted(natively)}")
         for host_id in self.b:
             if outs[0] != outs[1] or orjson.dumps(self.a(host_id)) != orjson.dumps(self.b[host_id]):
                 pytest.fail("DIVERGENCE after close_due (the states went in equal):\n" + "\n".join(
                     diff_paths(self.a(host_id), self.b[host_id])[:40]) + "\nstream:\n" + "\n".join(self.log[-60:]),
                     pytrace=False)
+        for host_id, (entries, looks) in natively.items():
+            state = self.b[host_id]
+            assert entries == [tuple(e[:3]) for e in state["outbox"]], "the native close's entries are its outbox's"
+            assert all(e[3] == host_id for e in state["outbox"])
+            assert looks == self.ref.next_look_us(state, now_us), f"next look of {host_id}\n" + "\n".join(self.log)
+        rng = rng or random.Random(now_us)
+        for host_id, state in self.b.items():
+            if not state["outbox"] or rng.random() >= deliver:
+                continue
+            marks = {f"{e[0]}:{rng.randrange(6)}": rng.randrange(10**6) for e in state["outbox"]}
+            state["outbox_mark"] = marks
+            raw = self.store.mark(host_id, orjson.dumps(marks).decode())
+            if raw is None:  # a state the store keeps as its JSON (not typed): the app marks it in Python
+                self.stats["marked_in_python"] += 1
+                raw = orjson.dumps({**self.a(host_id), "outbox_mark": marks})
+                self.store.load(host_id, raw, False)
+            assert raw == orjson.dumps(state), "mark: the state written to the table"
+            taken = self.store.take(host_id)
+            assert taken == (raw, False), "a marked state is written: clean"
+            self.store.load(host_id, *taken)
+            n = rng.choice([len(state["outbox"]), len(state["outbox"]), rng.randrange(len(state["outbox"]) + 1)])
+            self.sent.setdefault(host_id, []).extend(state["outbox"][:n])
+            del state["outbox"][:n]
+            if not state["outbox"]:
+                state.pop("outbox_mark")
+            if not self.store.trim(host_id, n):  # as above
+                self.stats["trimmed_in_python"] += 1
+                self.store.load(host_id, orjson.dumps(state), True)
+            taken = self.store.take(host_id)
+            assert taken == (orjson.dumps(state), True), "trim: the sent entries dropped, the state dirty"
+            self.store.load(host_id, *taken)
+            self.log.append(f"delivered {n} of {host_id}'s outbox")
+        for host_id in self.b:
+            assert self.a_raw(host_id) == orjson.dumps(self.b[host_id])
 
     def restore(self) -> None:
         """The changelog round trip: every state comes back from its JSON bytes."""
@@ -927,7 +978,8 @@ def test_clean_stream_takes_the_fast_path() -> None:
     assert all(out == "accepted" for out, _ in outs)
     fast = sum(was_fast for _, was_fast in outs[1:])
     assert fast >= 0.9 * 149, f"only {fast} of 149 clean records after the first took the fast path"
-    outbox = duo.b[gen.h.host_id]["outbox"]
+    outbox = duo.sent.get(gen.h.host_id, []) + duo.b[gen.h.host_id]["outbox"]
+    assert duo.stats["closed_natively"] >= 10, duo.stats
     assert any(t == "hm.proofs.v1" for t, *_ in outbox) and any(t == "hm.usage.agg.1m.v1" for t, *_ in outbox)
 
 
@@ -1238,7 +1290,7 @@ def apply_op(duo: Duo, gen: Gen, op: str, arg: str, seed: int) -> None:
     elif op == "inventory":
         duo.feed(gen.inventory())
     elif op == "close":
-        duo.close(gen.now + rng.choice([0, S, 5 * S, 11 * S, 61 * S, 300 * S]))
+        duo.close(gen.now + rng.choice([0, S, 5 * S, 11 * S, 61 * S, 300 * S]), deliver=0.7, rng=rng)
     elif op == "restore":
         duo.restore()
     elif op == "snap":
@@ -1290,8 +1342,10 @@ def test_random_streams() -> None:
 
     run()
     print(f"random streams: {totals['fast']} of {totals['offered']} usage messages took the fast path, "
-          f"{totals['accepted_usage']} were accepted")
+          f"{totals['accepted_usage']} were accepted; {totals['closed_natively']} native closes, "
+          f"{totals['looked_natively']} native looks with nothing due")
     assert totals["fast"] >= 0.3 * totals["accepted_usage"], dict(totals)
+    assert totals["closed_natively"] >= 15, dict(totals)
 
 
 def test_a_decline_blocks_the_host_until_unblocked() -> None:
