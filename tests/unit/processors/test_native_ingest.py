@@ -983,6 +983,36 @@ def test_clean_stream_takes_the_fast_path() -> None:
     assert any(t == "hm.proofs.v1" for t, *_ in outbox) and any(t == "hm.usage.agg.1m.v1" for t, *_ in outbox)
 
 
+def test_native_close_declines_what_python_must_close() -> None:
+    """HostStore.close_aggs leaves the state untouched (None) when a proof window is due, when the
+    outbox holds entries (a retry), or when a window holds an eBPF snapshot; it closes otherwise."""
+    duo, gen = start(clean=0)
+    host = gen.h.host_id
+    for _ in range(12):  # from T0 (37.5 s into a minute): the 10 s window [30, 40) ended, the proof window open
+        duo.feed(gen.usage(state=duo.b[host]))
+    before = duo.a_raw(host)
+    closed = duo.store.close_aggs([host], gen.now)[0]
+    assert closed is not None and len(closed[0]) >= 1, "a 10 s window had ended: closed in the store"
+    assert duo.store.close_aggs([host], gen.now)[0] is None, "its outbox is not sent yet"
+    assert duo.store.mark(host, '{"hm.usage.agg.10s.v1:0":7}') is not None and duo.store.trim(host, len(closed[0]))
+    assert duo.store.close_aggs([host], gen.now)[0] == ([], closed[1]), "sent; nothing more due: a look, no entry"
+    duo.store.load(host, before, False)  # back to the state before the close
+    state = orjson.loads(before)
+    state["outbox"] = [["hm.usage.agg.10s.v1", "k", "{}", host]]
+    duo.store.load(host, orjson.dumps(state), False)
+    assert duo.store.close_aggs([host], gen.now)[0] is None, "an outbox not sent yet"
+    assert duo.a_raw(host) == orjson.dumps(state), "declined: untouched"
+    duo.store.load(host, before, False)
+    assert duo.store.close_aggs([host], gen.now + 120 * S)[0] is None, "the proof window is due"
+    assert duo.a_raw(host) == before
+    duo.feed(gen.ebpf())
+    duo.feed(gen.usage(state=duo.b[host]))
+    with_ebpf = duo.a_raw(host)
+    assert duo.store.close_aggs([host], gen.now + 11 * S)[0] is None, "the open 10 s window holds an eBPF snapshot"
+    assert duo.a_raw(host) == with_ebpf
+    assert duo.store.close_aggs(["not-stored"], gen.now) == [None]
+
+
 @pytest.mark.parametrize("sigvar", ["good_none", "good_empty"])
 def test_clean_stream_without_verify_ahead(sigvar: str) -> None:
     """verified None / {}: the Python path verifies inline; the store always verifies itself."""
