@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 
 use smallvec::SmallVec;
 
-use super::{push, slice, w_str, AggAcc, Ctx, Family, NumMap, Slot, State, S, W};
+use super::{push, slice, w_str, AggAcc, Ctx, Family, NumMap, ONum, Slot, State, S, W};
 use crate::Num::{self, F, I};
 use crate::{RATE_NAMES, SUM_NAMES};
 
@@ -330,32 +330,26 @@ impl State {
             w.comma(i);
             w_str(w.out, s);
         }
-        w.b(b"],\"cpu\":{\"cores\":");
-        w.onum(acc.cores);
-        w.b(b",\"utilisation_avg\":");
-        w.onum(sum(0)?);
-        w.b(b",\"utilisation_max\":");
-        w.onum(max(0));
-        w.b(b"},\"memory\":{\"total_bytes\":");
-        w.onum(acc.mem_total);
-        w.b(b",\"used_bytes_avg\":");
-        w.onum(sum(1)?);
-        w.b(b",\"used_bytes_max\":");
-        w.onum(max(1));
-        w.b(b"},\"disk\":{\"read_bytes_per_s\":");
-        w.onum(rate(0)?);
-        w.b(b",\"write_bytes_per_s\":");
-        w.onum(rate(1)?);
-        w.b(b"},\"network\":{\"rx_bytes_per_s\":");
-        w.onum(rate(2)?);
-        w.b(b",\"tx_bytes_per_s\":");
-        w.onum(rate(3)?);
-        w.b(b"},\"psi\":{\"cpu_some_avg10\":");
-        w.onum(sum(2)?);
-        w.b(b",\"memory_some_avg10\":");
-        w.onum(sum(3)?);
-        w.b(b",\"io_some_avg10\":");
-        w.onum(sum(4)?);
+        // the figures after "sources", each after its key (and the braces around its group)
+        let figures: [(&[u8], ONum); 13] = [
+            (b"],\"cpu\":{\"cores\":", acc.cores),
+            (b",\"utilisation_avg\":", sum(0)?),
+            (b",\"utilisation_max\":", max(0)),
+            (b"},\"memory\":{\"total_bytes\":", acc.mem_total),
+            (b",\"used_bytes_avg\":", sum(1)?),
+            (b",\"used_bytes_max\":", max(1)),
+            (b"},\"disk\":{\"read_bytes_per_s\":", rate(0)?),
+            (b",\"write_bytes_per_s\":", rate(1)?),
+            (b"},\"network\":{\"rx_bytes_per_s\":", rate(2)?),
+            (b",\"tx_bytes_per_s\":", rate(3)?),
+            (b"},\"psi\":{\"cpu_some_avg10\":", sum(2)?),
+            (b",\"memory_some_avg10\":", sum(3)?),
+            (b",\"io_some_avg10\":", sum(4)?),
+        ];
+        for (key, v) in figures {
+            w.b(key);
+            w.onum(v);
+        }
         w.b(b"}}");
         Some(String::from_utf8(out).expect("JSON is UTF-8"))
     }
