@@ -84,6 +84,7 @@ def test_page_in_headless_chromium(dashboard, consumer_run, tmp_path):
                     "run deploy/test-deps.sh as root")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -103,8 +104,11 @@ def test_page_in_headless_chromium(dashboard, consumer_run, tmp_path):
             return set(d.execute_script(
                 "return Array.from(document.querySelectorAll('#hosts li.host'), li => li.dataset.host)"))
 
-        wait.until(lambda d: len(listed(d)) >= 1)
-        assert set(consumer_run.hosts) <= listed(driver)
+        # the list fills as the page's data arrives: wait for the run's hosts, not for the first host
+        try:
+            wait.until(lambda d: set(consumer_run.hosts) <= listed(d))
+        except TimeoutException:
+            pytest.fail(f"the page lists {sorted(listed(driver))}, not all of the run's {consumer_run.hosts}")
 
         def cpu_points(d):
             return int(d.execute_script(
