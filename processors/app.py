@@ -588,7 +588,7 @@ class Processor:
             return False
         consumer = self.app.consumer
         # the input topics are co-partitioned: the host's inventories share its usage partition
-        tp = self._target(host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
+        tp = TopicPartition("hm.inventory.v1", self._partition(host_id))
         try:
             highwater = consumer.highwater(tp)
             offsets: Any = consumer  # faust's Consumer's own bookkeeping, not in its ConsumerT type
@@ -778,8 +778,8 @@ class Processor:
             hosts = [h for h in hosts if h not in done]
         states: list[dict[str, Any]] = []
         for host_id in hosts:
-            state = self.get(host_id)
-            if state is None or not self._owned(host_id, assigned):
+            state = self.get(host_id) if self._owned(host_id, assigned) else None  # not taken out only to drop
+            if state is None:
                 self.due.pop(host_id, None)
                 continue
             self.engine.close_due(state, now_us, self.signer)

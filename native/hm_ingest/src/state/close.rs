@@ -90,8 +90,9 @@ impl State {
 
     /// `state[key] = <json>`: in place, or a new key last (a dict's assignment).
     fn set_other(&mut self, key: &str, json: &str) -> Option<()> {
+        let slot = self.other(key).ok()?; // before the text grows: a refusal leaves the state as it was
         let v = push(&mut self.text, json);
-        match self.other(key).ok()? {
+        match slot {
             Some(i) => {
                 let Slot::Other(_, r) = &mut self.order[i] else { unreachable!() };
                 *r = v;
