@@ -239,7 +239,9 @@ def test_an_unknown_host_waits_at_most_wait_max_graces_however_far_behind(proc):
 
 def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
     """Backpressure (Processor._inventories_first): past PARKED_PAUSE parked records only the
-    inventory partitions are read, until half of them are settled."""
+    inventory partitions are read, until half of them are settled. The table's changelog
+    partitions, also in the assignment, are left alone: faust keeps them paused after recovery,
+    and resumed they fed the worker its own state writes back."""
     from types import SimpleNamespace
 
     from aiokafka import TopicPartition
@@ -247,7 +249,8 @@ def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
     import processors.app as app_module
 
     monkeypatch.setattr(app_module, "PARKED_PAUSE", 2)
-    assigned = {TopicPartition(t, p) for t in ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1") for p in range(2)}
+    inputs = {TopicPartition(t, p) for t in ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1") for p in range(2)}
+    assigned = inputs | {TopicPartition("hm-processors-hosts-changelog", p) for p in range(2)}
     calls: list[tuple[str, set]] = []
     proc.app.consumer = SimpleNamespace(
         assignment=lambda: assigned, highwater=lambda tp: None, _read_offset={}, _committed_offset={},
@@ -257,7 +260,7 @@ def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
     t = int(time.time() * 1e6) - 10_000_000
     parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
     inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
-    others = {tp for tp in assigned if tp.topic != "hm.inventory.v1"}
+    others = {tp for tp in inputs if tp.topic != "hm.inventory.v1"}
 
     async def scenario() -> None:
         for msg in parked[:2]:
