@@ -134,6 +134,28 @@ def thread_cpu_s(proc: psutil.Process) -> dict[int, float]:
     return {t.id: t.user_time + t.system_time for t in proc.threads()}
 
 
+def cpu_probe_us() -> float:
+    """CPU time (this thread's) of a fixed piece of Python work, about 10 ms. Its median over
+    the drain, against the idle figure, shows whether the machine itself got slower per
+    instruction (cache and core sharing with the broker, the workers or other VMs): a run
+    whose worker needs more CPU per record while this figure also rises was slowed by the
+    machine, not by the code."""
+    t0 = time.thread_time_ns()
+    doc = {"host_id": "probe", "seq": 0, "cpu": [0.5] * 8, "mem": {"used": 1, "total": 2}}
+    for i in range(2000):
+        doc["seq"] = i
+        orjson.loads(orjson.dumps(doc))
+        sum(j * j for j in range(100))
+    return (time.thread_time_ns() - t0) / 1000
+
+
+def faults_and_switches(proc: psutil.Process) -> tuple[int, int, int]:
+    """Minor page faults (from /proc/<pid>/stat), voluntary and involuntary context switches."""
+    minflt = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    ctx = proc.num_ctx_switches()
+    return minflt, ctx.voluntary, ctx.involuntary
+
+
 def broker_process(bootstrap: str) -> psutil.Process | None:
     """The local broker listening on the bootstrap port, if it runs on this machine: its CPU
     shares the cores with the workers, so it bounds what they can reach."""
@@ -167,6 +189,10 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             subprocess.Popen([py_spy, "record", "-p", str(workers[0].pid), "-d", str(args.profile_s), "-f", "raw",
                               "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss0 = sum(p.memory_info().rss for p in procs)
+        probe_idle = statistics.median(cpu_probe_us() for _ in range(5))
+        probes = []
+        times0 = procs[0].cpu_times()
+        counters0 = faults_and_switches(procs[0])
         cpu0 = sum(cpu_s(p) for p in procs)
         threads0 = thread_cpu_s(procs[0])
         broker = broker_process(settings.bootstrap)
@@ -181,10 +207,14 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
                 break
             if time.monotonic() - t_ready > 600:
                 raise SystemExit(f"not drained after 600 s (lag {lag})")
+            if len(lag_trace) % 4 == 0:
+                probes.append(cpu_probe_us())
             await asyncio.sleep(0.5)
         drain_s = time.monotonic() - t_ready
         cpu = sum(cpu_s(p) for p in procs) - cpu0
         threads = {tid: t - threads0.get(tid, 0.0) for tid, t in thread_cpu_s(procs[0]).items()}
+        times1 = procs[0].cpu_times()
+        counters = [b - a for a, b in zip(counters0, faults_and_switches(procs[0]))]
         broker_cpu = cpu_s(broker) - broker0 if broker else None
         rss1 = sum(p.memory_info().rss for p in procs)
         rejected1 = await end_offsets(settings, [REJECTED])
@@ -215,7 +245,10 @@ async def throughput(settings, args, tmp: Path) -> dict[str, float]:
             "sim_rate": stats.sent / produce_s, "rejected": rejected,
             # worker 0's own (event loop) thread, whose id is the pid, and its other threads, as busy shares
             "main_busy": threads.get(workers[0].pid, 0.0) / drain_s,
-            "others_busy": sum(t for tid, t in threads.items() if tid != workers[0].pid) / drain_s}
+            "others_busy": sum(t for tid, t in threads.items() if tid != workers[0].pid) / drain_s,
+            "user_s": times1.user - times0.user, "system_s": times1.system - times0.system,
+            "minflt": counters[0], "ctx_voluntary": counters[1], "ctx_involuntary": counters[2],
+            "probe_idle_us": probe_idle, "probe_drain_us": statistics.median(probes) if probes else None}
 
 
 def engine_only(hosts: int = 200, samples: int = 30) -> float:
@@ -356,6 +389,11 @@ async def main() -> None:
             ("worker CPU per record", f"{t['cpu_us']:.0f} us"),
             ("worker 0 busy over the drain: event-loop thread / others",
              f"{t['main_busy']:.0%} / {t['others_busy']:.0%} of a core (the drain's last checkpoint wait included)"),
+            ("worker 0 CPU user / system; minor faults; context switches vol / invol",
+             f"{t['user_s']:.1f} s / {t['system_s']:.1f} s; {t['minflt']:,}; {t['ctx_voluntary']:,} / {t['ctx_involuntary']:,}"),
+            ("CPU probe (fixed Python work) idle / median over the drain",
+             f"{t['probe_idle_us'] / 1000:.1f} ms / "
+             + ("n/a" if t["probe_drain_us"] is None else f"{t['probe_drain_us'] / 1000:.1f} ms")),
             ("broker CPU per record (same cores)",
              "not local" if t["broker_cpu_us"] is None else f"{t['broker_cpu_us']:.0f} us"),
             ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
