@@ -71,6 +71,9 @@ PARKED_PAUSE = 20_000  # records parked beyond which only inventories are read (
 # checkpoint made batches of 4 states, each compressed alone. With 20,000 hosts: 3,990 -> 5,526
 # records/s, and the broker's CPU per record 33 -> 8 us (docs/PROCESSORS.md).
 PRODUCER_BATCH_BYTES = 256 * 1024
+# chunks queued for the ingest thread before the loop waits for it (Processor._on_batch): two
+# fetches of 8,000 records
+INFLIGHT_MAX = 64
 VERIFY_CHUNK = 250  # records per signature batch: ~19 us per check at 250, ~17 at 2,000, 40 alone
 FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
 INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
@@ -139,6 +142,7 @@ class Processor:
         # holds records of the host bound for the Python engine, routed there or declined
         self.pending: dict[str, int] = {}
         self.settling = asyncio.Lock()
+        self.closing: set[str] = set()  # hosts the timer is about to close in Python (_close_due)
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
                       "native": 0, "declined": 0,  # usage records the native store took / declined to Python
@@ -326,12 +330,15 @@ class Processor:
 
     async def _on_batch(self, messages: list[Any]) -> None:
         if self.store is not None:
-            # a pipeline two chunks deep: the ingest thread applies a chunk while this thread settles
-            # the one before (its other records through the Python engine) and routes the next
-            # (three deep measured no better: 10,518 and 12,903 records/s on the 20,000-host bench)
+            # The whole fetch is queued for the ingest thread at once, and only the chunks it has
+            # finished are settled here: so this thread goes on to the next fetch (aiokafka's and
+            # faust's per-record work, ~18 us a record) while the ingest thread applies this one.
+            # Settling each chunk in turn, two deep, left the two threads mostly taking turns: the
+            # loop waited for the ingest thread ~45 % of the drain, and the ingest thread idled
+            # while the loop fetched (docs/PROCESSORS.md).
             for i in range(0, len(messages), VERIFY_CHUNK):
                 self._submit(self._route(messages[i:i + VERIFY_CHUNK]))
-                await self._settle(keep=1)
+            await self._settle(keep=INFLIGHT_MAX)
             messages = []
         # Without the store: the verify threads check one chunk's signatures while this thread
         # decodes and applies the chunk before it, so it waits only for the first chunk's answers.
@@ -364,7 +371,7 @@ class Processor:
           chunk's routing (_native) brings it back."""
         self.routed_seq += 1
         routed = Routed(chunk, self.routed_seq)
-        stopped: set[str] = set()
+        stopped: set[str] = set(self.closing)
         native_keys, pending, settled = self.native_keys, self.pending, self.settled_seq
         for msg in chunk:
             host_id = msg.key.decode("ascii", "replace") if msg.key else ""
@@ -381,24 +388,30 @@ class Processor:
 
     def _submit(self, routed: Routed) -> None:
         """Queue the chunk's fast records for the ingest thread (one thread: chunks apply in order)."""
+        routed.now_us = int(time.time() * 1e6)
         if routed.items:
-            routed.now_us = int(time.time() * 1e6)
             routed.taken = asyncio.get_running_loop().run_in_executor(
                 self.ingest_pool, self.store.ingest, routed.items, routed.now_us)  # type: ignore[union-attr]
         self.inflight.append(routed)
 
     async def _settle(self, keep: int = 0) -> None:
-        """Finish the oldest chunks until ``keep`` are left: the records the store took are done (acked
-        at the next checkpoint); those it declined and those routed to Python go through _handle, in
-        the chunk's order, and then the store may take the declined hosts again. The timer settles
-        every chunk, so a last chunk never waits for the next fetch."""
+        """Finish the oldest chunks: each one the ingest thread is done with, and more, waiting for
+        them, until at most ``keep`` are left. The records the store took are done (acked at the
+        next checkpoint); those it declined and those routed to Python go through _handle, in the
+        chunk's order, and then the store may take the declined hosts again. The timer settles too,
+        so the last chunks of a fetch never wait for the next one."""
         async with self.settling:
-            while len(self.inflight) > keep:
+            while self.inflight and (len(self.inflight) > keep or self._applied(self.inflight[0])):
                 await self._settle_one(self.inflight[0])
                 self.inflight.popleft()
                 self.settled_seq += 1
             if self.pending and not self.inflight:
                 self.pending.clear()
+
+    @staticmethod
+    def _applied(routed: Routed) -> bool:
+        """Is the ingest thread done with this chunk (or had it nothing to do)?"""
+        return routed.taken is None or routed.taken.done()
 
     async def _settle_one(self, routed: Routed) -> None:
         declined, declined_hosts = [], set()
@@ -715,7 +728,9 @@ class Processor:
 
     async def _tick(self) -> None:
         app = self.app
-        await self._settle()  # the last chunk of a fetch, when no next fetch came to settle it
+        # the chunks applied meanwhile (no next fetch may come to settle them); every chunk at a
+        # rebalance, as faust revokes partitions only once every record taken is acked
+        await self._settle(keep=0 if app.rebalancing else INFLIGHT_MAX)
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
         if self.parked and app.rebalancing:
@@ -744,7 +759,9 @@ class Processor:
                     if state["outbox"] or first_end is not None:
                         self.due[host_id] = 0  # looked at now: a window may be due, an outbox unsent
         now_us = int(time.time() * 1e6)
-        states, closed_natively = self._close_due(now_us, assigned)
+        if self.inflight:  # closes see every record fetched before the oldest not yet applied (_on_batch)
+            now_us = min(now_us, self.inflight[0].now_us)
+        states, closed_natively = await self._close_due(now_us, assigned)
         if states or closed_natively:
             try:
                 await self._deliver(states, closed_natively)
@@ -762,7 +779,7 @@ class Processor:
                     log.warning("outputs sent again after %d failed attempts", self.failed_sends)
                 self.failed_sends = 0
 
-    def _close_due(self, now_us: int, assigned: set[int]) -> tuple[list[dict[str, Any]], list[Outbox]]:
+    async def _close_due(self, now_us: int, assigned: set[int]) -> tuple[list[dict[str, Any]], list[Outbox]]:
         """Close what is due on the hosts due a look: in the native store where only dashboard
         windows are (HostStore.close_aggs: the state stays there), else in Python on the state
         taken out. Returns the Python states with outputs to send, and the natively closed
@@ -782,6 +799,18 @@ class Processor:
                         self.stats["native_closes"] += 1
                     self._set_looks(host_id, looks)
             hosts = [h for h in hosts if h not in done]
+            if self.inflight and any(h in self.native_keys for h in hosts):
+                # These hosts' states leave the store for the Python engine. Their records queued
+                # for the ingest thread would find them gone and decline, each then replayed in
+                # Python: at a proof window, every host's records in up to two fetches. So their
+                # records take the Python way from here (_route), and the queue is settled first.
+                self.closing = set(hosts)
+                try:
+                    await self._settle()
+                finally:
+                    self.closing = set()
+                if self.app.rebalancing:
+                    return [], closed_natively  # the rest stay due; closed again by the next owner
         states: list[dict[str, Any]] = []
         for host_id in hosts:
             state = self.get(host_id) if self._owned(host_id, assigned) else None  # not taken out only to drop

@@ -37,6 +37,7 @@ def checkpoint_on_stop(processor: Any) -> None:
     wait_empty = app._consumer_wait_empty  # faust-streaming 0.11+: also used on rebalance
 
     async def checkpoint_then_wait(consumer: Any, logger: Any) -> None:
+        await processor._settle()  # the chunks queued for the ingest thread (Processor._on_batch)
         await processor._checkpoint()
         if not app.should_stop:  # a rebalance: parked records are left to the next owner, the rest acked
             processor.release_parked()
