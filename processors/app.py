@@ -782,9 +782,9 @@ class Processor:
     async def _close_due(self, now_us: int, assigned: set[int]) -> tuple[list[dict[str, Any]], list[Outbox]]:
         """Close what is due on the hosts due a look: in the native store where only dashboard
         windows are (HostStore.close_aggs: the state stays there), else in Python on the state
-        taken out. Returns the Python states with outputs to send, and the natively closed
-        hosts' outbox entries. A close always fills the outbox, and _deliver writes the state
-        (with its mark) before sending."""
+        taken out, once the chunks queued for the ingest thread are settled. Returns the Python
+        states with outputs to send, and the natively closed hosts' outbox entries. A close always
+        fills the outbox, and _deliver writes the state (with its mark) before sending."""
         hosts = [h for h, due in self.due.items() if due <= now_us]
         closed_natively: list[Outbox] = []
         if self.store is not None and hosts:
