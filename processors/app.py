@@ -757,9 +757,10 @@ class Processor:
                         self.open_end[host_id] = first_end
                     if state["outbox"] or first_end is not None:
                         self.due[host_id] = 0  # looked at now: a window may be due, an outbox unsent
+        # (records still queued for the ingest thread are not in the states yet: closing as of the
+        # oldest of them instead put off the stores' closes until proof windows were due too, and
+        # Python closed them: 17,100 instead of 19,000 records/s on the bench)
         now_us = int(time.time() * 1e6)
-        if self.inflight:  # closes see every record fetched before the oldest not yet applied (_on_batch)
-            now_us = min(now_us, self.inflight[0].now_us)
         states, closed_natively = self._close_due(now_us, assigned)
         if states or closed_natively:
             try:

@@ -87,8 +87,8 @@ def stream(seed: int, ebpf: float = 0.2, sizes: tuple[int, ...] = (1, 3, 20, 70,
 
 
 def run(tmp_path, signer, batches, monkeypatch, native: bool, pipelined: bool = False):
-    """``pipelined``: the timer settles only the chunks the ingest thread has applied and closes
-    as of the oldest one it has not (as Processor._tick does); else it settles every chunk first."""
+    """``pipelined``: the timer settles only the chunks the ingest thread has applied (as
+    Processor._tick does); else it settles every chunk first."""
     clock = SimpleNamespace(now=NOW)
     monkeypatch.setattr(app_module, "time", SimpleNamespace(time=lambda: clock.now / S, monotonic=lambda: 0.0))
     monkeypatch.setattr(app_module, "VERIFY_CHUNK", 16)  # many chunks per batch: the pipeline's boundaries
@@ -137,8 +137,7 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool, pipelined: bool = 
                 await proc._checkpoint()
             if n % 4 == 2:  # the timer (Processor._tick): settle, close what is due, deliver
                 await proc._settle(keep=app_module.INFLIGHT_MAX if pipelined else 0)
-                now = min(clock.now, proc.inflight[0].now_us) if proc.inflight else clock.now
-                states, closed_natively = proc._close_due(now, set(range(6)))
+                states, closed_natively = proc._close_due(clock.now, set(range(6)))
                 if states or closed_natively:
                     await proc._deliver(states, closed_natively)
         await proc._settle()  # as the timer does
@@ -171,11 +170,11 @@ def test_native_store_in_the_app_matches_the_python_engine(tmp_path, signer, mon
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
 def test_timer_with_chunks_in_flight(tmp_path, signer, monkeypatch, seed):
-    """The timer as it runs: fetches queued for the ingest thread, only the applied chunks settled,
-    closes as of the oldest chunk not applied. A host the timer closes in Python leaves the store
-    while records of its may be queued (they decline and are replayed in Python). Closes may come
-    a tick later than with every chunk settled, so the outputs are not compared one by one: every
-    record is acked once, each output is sent once, and the rejections are the same."""
+    """The timer as it runs: fetches queued for the ingest thread, only the applied chunks settled.
+    A host the timer closes in Python leaves the store while records of its may be queued (they
+    decline and are replayed in Python). Closes may come a tick later than with every chunk
+    settled, so the outputs are not compared one by one: every record is acked once, each output
+    is sent once, and the rejections are the same."""
     batches = stream(seed, 0.0, (1, 3, 7, 40))
     pipelined = run(tmp_path / "pipelined", signer, batches, monkeypatch, native=True, pipelined=True)
     settled = run(tmp_path / "settled", signer, batches, monkeypatch, native=True)
