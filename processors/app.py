@@ -387,8 +387,8 @@ class Processor:
 
     def _submit(self, routed: Routed) -> None:
         """Queue the chunk's fast records for the ingest thread (one thread: chunks apply in order)."""
-        routed.now_us = int(time.time() * 1e6)
         if routed.items:
+            routed.now_us = int(time.time() * 1e6)
             routed.taken = asyncio.get_running_loop().run_in_executor(
                 self.ingest_pool, self.store.ingest, routed.items, routed.now_us)  # type: ignore[union-attr]
         self.inflight.append(routed)
@@ -757,10 +757,7 @@ class Processor:
                         self.open_end[host_id] = first_end
                     if state["outbox"] or first_end is not None:
                         self.due[host_id] = 0  # looked at now: a window may be due, an outbox unsent
-        # (records still queued for the ingest thread are not in the states yet: closing as of the
-        # oldest of them instead put off the stores' closes until proof windows were due too, and
-        # Python closed them: 17,100 instead of 19,000 records/s on the bench)
-        now_us = int(time.time() * 1e6)
+        now_us = int(time.time() * 1e6)  # not the oldest queued record's time: docs/PROCESSORS.md
         states, closed_natively = self._close_due(now_us, assigned)
         if states or closed_natively:
             try:
@@ -785,10 +782,8 @@ class Processor:
         taken out. Returns the Python states with outputs to send, and the natively closed
         hosts' outbox entries. A close always fills the outbox, and _deliver writes the state
         (with its mark) before sending. A host's records still queued for the ingest thread when
-        its state is taken out decline, and are replayed in Python: settling the queue first, and
-        routing those hosts' new records to Python meanwhile, cost more (at a proof window every
-        host closes in Python, so a whole fetch went to Python: 14,800 instead of 19,000 records/s
-        on the bench)."""
+        its state is taken out decline, and are replayed in Python (cheaper than keeping them
+        on the fast path: docs/PROCESSORS.md)."""
         hosts = [h for h, due in self.due.items() if due <= now_us]
         closed_natively: list[Outbox] = []
         if self.store is not None and hosts:
