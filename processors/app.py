@@ -76,8 +76,9 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 INFLIGHT_MAX = 64
 VERIFY_CHUNK = 250  # records per signature batch: ~19 us per check at 250, ~17 at 2,000, 40 alone
 FAILPOINTS = frozenset(filter(None, os.environ.get("HMTEL_FAILPOINTS", "").split(",")))
-INPUT_TOPICS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
-PAUSED_FOR_INVENTORIES = frozenset(INPUT_TOPICS) - {"hm.inventory.v1"}  # Processor._inventories_first
+INVENTORY_TOPIC = "hm.inventory.v1"
+INPUT_TOPICS = (INVENTORY_TOPIC, "hm.usage.v1", "hm.ebpf.v1")
+PAUSED_FOR_INVENTORIES = frozenset(INPUT_TOPICS) - {INVENTORY_TOPIC}  # Processor._inventories_first
 OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", REJECTED_TOPIC)
 
 
@@ -150,6 +151,9 @@ class Processor:
         self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
         self.parked_count = 0  # records parked, as of the last tick
         self.paused: set[TopicPartition] = set()  # input partitions paused for the inventories
+        # inventory partition -> its end offset when assigned: read first (_inventories_at_start)
+        self.inventories_due: dict[TopicPartition, int] = {}
+        self.inventories_since = 0.0  # when _inventories_at_start paused the other inputs
         # host -> [record] held (unacked) until the host's inventory pins its key, or the grace
         # runs out. Sleeping instead stopped delivery of every topic, the inventory's included,
         # so a worker started on a backlog stalled (docs/PROCESSORS.md).
@@ -211,6 +215,7 @@ class Processor:
         self.states: dict[str, dict[str, Any]] = {}
         app.on_partitions_revoked.connect(self._forget)
         app.on_partitions_assigned.connect(self._forget)
+        app.after_seek = self._inventories_at_start
         self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
         self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                         for name in OUTPUT_TOPICS}
@@ -631,14 +636,63 @@ class Processor:
             self.unknown_since.pop(host_id, None)
             self.unknown_first.pop(host_id, None)
 
+    async def _inventories_at_start(self) -> None:
+        """After an assignment (faust has sought every partition to its committed offset, and
+        fetches next): if the assigned inventory partitions hold records not read yet, the usage
+        and eBPF partitions are paused until those are read, up to the end offsets they have now.
+        Else a worker started on a backlog read usage records of hosts whose inventories were
+        still ahead in their topic: at 20,000 hosts its first fetches parked ~24,000 records,
+        replayed later through the Python engine (docs/PROCESSORS.md). _inventories_first
+        resumes them, and after WAIT_MAX_GRACES graces whatever the inventories' progress."""
+        consumer = self.app.consumer
+        assignment = consumer.assignment()
+        tps = [tp for tp in assignment if tp.topic == INVENTORY_TOPIC]
+        self.inventories_due = {}
+        if not tps:
+            return
+        try:
+            ends = await consumer.highwaters(*tps)
+            positions = {tp: await consumer.position(tp) for tp in tps}
+        except Exception as err:  # noqa: BLE001 - an optimisation only: the records park meanwhile
+            log.warning("inventory partitions' offsets unknown (%s: %s): not reading them first",
+                        type(err).__name__, err)
+            return
+        due = {tp: ends[tp] for tp in tps if ends.get(tp) is not None and (positions[tp] or 0) < ends[tp]}
+        if not due:
+            return
+        self.inventories_due, self.inventories_since = due, time.monotonic()
+        self.paused = {tp for tp in assignment if tp.topic in PAUSED_FOR_INVENTORIES}
+        consumer.pause_partitions(self.paused)
+        log.info("%d inventory records not read yet: reading them before the usage and eBPF records",
+                 sum(end - (positions[tp] or 0) for tp, end in due.items()))
+
+    def _inventories_read(self) -> bool:
+        """Are the inventories that _inventories_at_start found unread read now (or waited for long
+        enough)? faust's read offset is the last offset handed over (or the committed one)."""
+        if self.inventories_due:
+            read = self.app.consumer._read_offset  # type: ignore[attr-defined]  # faust's own bookkeeping
+            self.inventories_due = {tp: end for tp, end in self.inventories_due.items()
+                                    if (read.get(tp) or 0) + 1 < end}
+            waited = time.monotonic() - self.inventories_since
+            if not self.inventories_due:
+                log.info("inventories read in %.1f s: reading usage and eBPF records again", waited)
+            elif waited >= WAIT_MAX_GRACES * self.cfg.unknown_host_grace_s:
+                log.warning("inventories still not read after %.0f s (%s): reading usage and eBPF records "
+                            "again", waited, ", ".join(f"{tp_name(tp)} to {end}"
+                                                       for tp, end in sorted(self.inventories_due.items())))
+                self.inventories_due = {}
+        return not self.inventories_due
+
     def _inventories_first(self) -> None:
         """Backpressure: while more than PARKED_PAUSE records wait for their hosts' inventories, the
         other inputs' partitions are paused, so the fetches bring the inventories (a fetch takes
         up to 8,000 records from the partitions in turn, so under a backlog the inventory topic fell
         tens of seconds behind the usage topic, and parked records piled up and outwaited their
-        grace). Resumed below half of it."""
+        grace). Resumed below half of it, once the inventories unread at the start are read."""
         count = self.parked_count = sum(map(len, self.parked.values()))
         consumer = self.app.consumer
+        if not self._inventories_read():
+            return
         if not self.paused and count > PARKED_PAUSE:
             # input partitions only: the assignment also holds the table's changelog partitions,
             # which faust keeps paused after recovery. Resumed with the rest, they made the worker

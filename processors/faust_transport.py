@@ -17,6 +17,9 @@
 * **Commits that never pass an unacked head** (BatchConsumer._new_offset): records parked for
   their host's inventory stay unacked while later ones are acked, and faust's own check let
   a commit pass them in two cases.
+* **A hook after each seek to the committed offsets** (``app.after_seek``): faust seeks once
+  an assignment is recovered and its partitions resumed, before the first fetch, so the
+  processors pause the usage partitions there while the inventories are read first.
 """
 from __future__ import annotations
 
@@ -59,6 +62,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         self.read_heads.clear()  # what is delivered next starts a new head
         await super().perform_seek()
+        # faust seeks after every assignment, once it has resumed the partitions and before the
+        # next fetch: the one place to pause some of them for the start (app.after_seek)
+        after_seek: Callable[[], Awaitable[None]] | None = getattr(self.app, "after_seek", None)
+        if after_seek is not None:
+            await after_seek()
 
     async def seek(self, partition: Any, offset: int) -> None:
         self.read_heads.pop(partition, None)
@@ -138,6 +146,7 @@ class App(faust.App):
 
     batch_topics: frozenset[str] = frozenset()
     batch_handler: BatchHandler | None = None
+    after_seek: Callable[[], Awaitable[None]] | None = None  # awaited after each seek to the committed offsets
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

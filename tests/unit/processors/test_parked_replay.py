@@ -277,3 +277,98 @@ def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
 
     asyncio.run(scenario())
     assert proc.stats["accepted"] == 4
+
+
+class StartingConsumer:
+    """faust's consumer at the I/O edge, as _inventories_at_start and _inventories_first use it."""
+
+    def __init__(self, assigned: set, ends: dict, positions: dict) -> None:
+        self.assigned, self.ends, self.positions = assigned, ends, positions
+        self._read_offset: dict = {}  # faust's: the last offset handed over (the committed one after a seek)
+        self._committed_offset: dict = {}
+        self.calls: list[tuple[str, set]] = []
+
+    def assignment(self) -> set:
+        return self.assigned
+
+    def highwater(self, tp: Any) -> Any:
+        return None
+
+    async def highwaters(self, *tps: Any) -> dict:
+        if self.ends is None:
+            raise ConnectionError("broker gone")
+        return {tp: self.ends[tp] for tp in tps}
+
+    async def position(self, tp: Any) -> int:
+        return self.positions[tp]
+
+    def pause_partitions(self, tps: Any) -> None:
+        self.calls.append(("pause", set(tps)))
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.calls.append(("resume", set(tps)))
+
+
+def starting_assignment() -> tuple[set, set, set]:
+    from aiokafka import TopicPartition
+
+    inventories = {TopicPartition("hm.inventory.v1", p) for p in range(2)}
+    others = {TopicPartition(t, p) for t in ("hm.usage.v1", "hm.ebpf.v1") for p in range(2)}
+    changelog = {TopicPartition("hm-processors-hosts-changelog", p) for p in range(2)}
+    return inventories, others, inventories | others | changelog
+
+
+def test_after_an_assignment_unread_inventories_are_read_before_the_usage(proc, caplog):
+    """A worker started on a backlog (Processor._inventories_at_start): the usage and eBPF partitions
+    stay paused until the inventory partitions are read to the end offsets they had when assigned;
+    the changelog partitions are left alone."""
+    inventories, others, assigned = starting_assignment()
+    inv0, inv1 = sorted(inventories)
+    consumer = StartingConsumer(assigned, ends={inv0: 500, inv1: 40}, positions={inv0: 100, inv1: 40})
+    proc.app.consumer = consumer
+    caplog.set_level("INFO", logger="processors")
+
+    asyncio.run(proc._inventories_at_start())
+    assert consumer.calls == [("pause", others)]
+    assert proc.inventories_due == {inv0: 500}  # partition 1 was read to its end already
+    assert "400 inventory records not read yet" in caplog.text
+    consumer._read_offset[inv0] = 450
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others)]  # 49 left: still paused
+    consumer._read_offset[inv0] = 499  # the last one handed over
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others), ("resume", others)]
+    assert proc.inventories_due == {} and proc.paused == set()
+    assert "inventories read in" in caplog.text
+
+
+def test_inventories_read_to_their_end_pause_nothing(proc):
+    inventories, _others, assigned = starting_assignment()
+    consumer = StartingConsumer(assigned, ends={tp: 40 for tp in inventories},
+                                positions={tp: 40 for tp in inventories})
+    proc.app.consumer = consumer
+    asyncio.run(proc._inventories_at_start())
+    assert consumer.calls == [] and proc.inventories_due == {}
+
+
+def test_unknown_inventory_offsets_pause_nothing_and_say_so(proc, caplog):
+    _inventories, _others, assigned = starting_assignment()
+    proc.app.consumer = consumer = StartingConsumer(assigned, ends=None, positions={})
+    asyncio.run(proc._inventories_at_start())
+    assert consumer.calls == []
+    assert "inventory partitions' offsets unknown (ConnectionError: broker gone)" in caplog.text
+
+
+def test_inventories_that_never_come_are_waited_for_at_most_wait_max_graces(proc, caplog):
+    from processors.app import WAIT_MAX_GRACES
+
+    inventories, others, assigned = starting_assignment()
+    consumer = StartingConsumer(assigned, ends={tp: 10 for tp in inventories}, positions={tp: 0 for tp in inventories})
+    proc.app.consumer = consumer
+    asyncio.run(proc._inventories_at_start())
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others)]
+    proc.inventories_since -= WAIT_MAX_GRACES * proc.cfg.unknown_host_grace_s
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others), ("resume", others)]
+    assert "inventories still not read after" in caplog.text and "hm.inventory.v1:0 to 10" in caplog.text
