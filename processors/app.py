@@ -281,7 +281,8 @@ class Processor:
     def _native(self, host_id: str) -> bool:
         """Is the host's state in the native store? Moves it there from Python (or from the table) unless
         Python must keep it: a delivery holds it across awaits, its records wait for the inventory, no
-        key is pinned yet (the store would decline every record), or strict mode does not enrol it."""
+        key is pinned yet (the store would decline every record), no usage record came yet (it would
+        decline the first), or strict mode does not enrol it."""
         store = self.store
         if store is None:
             return False
@@ -293,7 +294,10 @@ class Processor:
             return False
         state = self.dirty.get(host_id) or self.states.get(host_id)
         if state is not None:
-            if state["key"] is None:
+            if state["key"] is None or state["last"] is None:
+                # no key pinned: the store declines every record; no usage baseline: it declines
+                # the first usage record, and a decline costs more than the Python engine alone
+                # (the state goes to the store and back as JSON; the next records queued decline too)
                 return False
             changed = self.dirty.pop(host_id, None) is not None
             self.states.pop(host_id, None)
