@@ -86,9 +86,9 @@ def stream(seed: int, ebpf: float = 0.2, sizes: tuple[int, ...] = (1, 3, 20, 70,
     return batches
 
 
-def run(tmp_path, signer, batches, monkeypatch, native: bool, pipelined: bool = False):
-    """``pipelined``: the timer settles only the chunks the ingest thread has applied (as
-    Processor._tick does); else it settles every chunk first."""
+def app(tmp_path, signer, monkeypatch, native: bool):
+    """A Processor whose broker is faked: (it, its clock, acked offsets, rejections (offset, code,
+    check), outputs sent (topic, partition, key, value))."""
     clock = SimpleNamespace(now=NOW)
     monkeypatch.setattr(app_module, "time", SimpleNamespace(time=lambda: clock.now / S, monotonic=lambda: 0.0))
     monkeypatch.setattr(app_module, "VERIFY_CHUNK", 16)  # many chunks per batch: the pipeline's boundaries
@@ -124,15 +124,26 @@ def run(tmp_path, signer, batches, monkeypatch, native: bool, pipelined: bool = 
     proc.delivered = SimpleNamespace(end_offsets=end_offsets)
     proc.app.producer = SimpleNamespace(flush=flush)
     proc.outputs = {topic: output(topic) for topic in proc.outputs}
+    return proc, clock, acked, rejected, sent
+
+
+def messages(batch):
+    """Fresh messages per run (the app drops a settled record's value)."""
+    return [SimpleNamespace(topic=topic, key=key, value=value, headers=headers, partition=0, offset=offset)
+            for offset, topic, key, value, headers in batch]
+
+
+def run(tmp_path, signer, batches, monkeypatch, native: bool, pipelined: bool = False):
+    """``pipelined``: the timer settles only the chunks the ingest thread has applied (as
+    Processor._tick does); else it settles every chunk first."""
+    proc, clock, acked, rejected, sent = app(tmp_path, signer, monkeypatch, native)
 
     async def feed():
         for n, batch in enumerate(batches):
             if n % 2 == 0:  # the processor's time moves every other batch: a chunk settled in the next
                 await proc._settle()  # fetch (the pipeline) is handled at the time it would have been
                 clock.now += S // 4
-            # fresh messages per run: the app drops a settled record's value
-            await proc._on_batch([SimpleNamespace(topic=topic, key=key, value=value, headers=headers, partition=0,
-                                                  offset=offset) for offset, topic, key, value, headers in batch])
+            await proc._on_batch(messages(batch))
             if n % 3 == 1:
                 await proc._checkpoint()
             if n % 4 == 2:  # the timer (Processor._tick): settle, close what is due, deliver
@@ -184,3 +195,54 @@ def test_timer_with_chunks_in_flight(tmp_path, signer, monkeypatch, seed):
     values = [value for _topic, _partition, _key, value in sent]
     assert len(values) == len(set(values)), "each output once"
     assert rejected == settled[1]
+
+
+def test_a_host_closed_in_python_goes_back_to_the_store_for_its_queued_records(tmp_path, signer, monkeypatch):
+    """A proof window is Python's to close, on the state taken out of the store. The host's records
+    already queued for the ingest thread find it back in the store (Processor._restore): taken
+    there, not declined and replayed in Python. And a host's first usage record goes to Python
+    directly: the store would decline it (no baseline yet)."""
+    import threading
+
+    proc, clock, acked, rejected, sent = app(tmp_path, signer, monkeypatch, native=True)
+    host = SimHost(0, seed="restore")
+    start = NOW - 30 * S  # records at x0.25 s: the one at 980.25 passes the proof window [970, 980)'s end
+    msgs = [host.message("hm.inventory.v1", host.inventory(start))]
+    msgs += [host.message("hm.usage.v1", host.usage(start + i * S, elapsed_s=1.0)) for i in range(12)]
+    batch = [(offset, *msg) for offset, msg in enumerate(msgs)]
+    hid = host.host_id
+    queued = threading.Event()
+
+    async def scenario():
+        for i in range(3):  # the inventory; the first usage record; the second
+            await proc._on_batch(messages(batch[i:i + 1]))
+            await proc._settle()
+            assert (hid in proc.native_keys) == (i == 2), i
+        assert proc.stats["native"] == 1 and proc.stats["declined"] == 0
+        await proc._on_batch(messages(batch[3:12]))
+        await proc._settle()
+        assert proc.stats["native"] == 10
+        # the ingest thread busy: the last record waits in the queue while the timer closes the host
+        proc.ingest_pool.submit(queued.wait)
+        await proc._on_batch(messages(batch[12:]))
+        assert len(proc.inflight) == 1 and not proc.inflight[0].taken.done()
+        states, closed = proc._close_due(clock.now, set(range(6)))
+        assert states == [] and [h for h, _ in closed] == [hid]
+        assert "hm.proofs.v1" in {entry[0] for entry in closed[0][1]}, "the proof window closed"
+        assert hid in proc.native_keys, "back in the store"
+        queued.set()
+        await proc._settle()
+        assert proc.stats["native"] == 11 and proc.stats["declined"] == 0
+        await proc._deliver(states, closed)
+        await proc._checkpoint()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        queued.set()  # a failed assertion must not leave the ingest thread waiting (the interpreter joins it)
+    assert rejected == []
+    assert acked == list(range(len(batch)))
+    assert [topic for topic, *_ in sent].count("hm.proofs.v1") == 1
+    state = orjson.loads(proc.table[hid.encode()])
+    assert state["outbox"] == [] and "outbox_mark" not in state
+    assert state["chain"]["seq"] == 1 and state["last"]["seq"] == orjson.loads(msgs[-1][2])["seq"]
