@@ -877,8 +877,7 @@ class Processor:
     def _restore(self, state: dict[str, Any]) -> bool:
         """Put a state the timer took out of the native store back, changed (False: Python keeps it,
         as _native decides). Left in Python, the host's records already queued for the ingest
-        thread declined there: at a proof window, ~15,000 of a 20,000-host drain, each replayed
-        in Python and each blocking the host's next ones."""
+        thread declined there, each replayed in Python and each blocking the host's next ones."""
         host_id = state["host_id"]
         self.dirty[host_id] = state  # changed by the close: written at the next checkpoint, or by its mark
         return self._native(host_id)
