@@ -145,7 +145,8 @@ class Processor:
         self.settling = asyncio.Lock()
         self.unacked: list[Any] = []  # records handled since the last checkpoint (faust ConsumerMessage)
         self.stats = {"accepted": 0, "rejected": 0, "emitted": 0, "checkpoints": 0, "already_delivered": 0,
-                      "native": 0, "declined": 0,  # usage records the native store took / declined to Python
+                      # usage records the native store took / declined to Python / _route sent to Python
+                      "native": 0, "declined": 0, "routed": 0,
                       "native_closes": 0}  # hosts whose due windows the native store closed
         self.unknown_since: dict[str, float] = {}  # host -> when its grace started (see _may_wait)
         self.unknown_first: dict[str, float] = {}  # host -> when its first record was parked
@@ -391,6 +392,8 @@ class Processor:
                 stopped.add(host_id)
                 pending[host_id] = routed.seq
                 routed.python.append(msg)
+        if routed.python:
+            self.stats["routed"] += sum(1 for msg in routed.python if msg.topic == native.USAGE)
         routed.checking = self._verify_ahead(routed.python)[0][1] if routed.python else None
         return routed
 
@@ -779,8 +782,8 @@ class Processor:
                  "%d parked%s", elapsed, records, records / elapsed, done["accepted"], done["rejected"],
                  f" ({', '.join(f'{k} {v}' for k, v in sorted(codes.items()))})" if codes else "",
                  done["emitted"], len(self.states) + len(self.native_keys), sum(len(v) for v in self.parked.values()),
-                 f"; native store: {done['native']} taken, {done['declined']} declined to Python, "
-                 f"{done['native_closes']} hosts' windows closed"
+                 f"; native store: {done['native']} taken, {done['routed']} routed and {done['declined']} declined "
+                 f"to Python, {done['native_closes']} hosts' windows closed"
                  if self.store is not None else "")
 
     async def _tick(self) -> None:
