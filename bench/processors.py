@@ -53,7 +53,7 @@ from aiokafka import TopicPartition  # noqa: E402
 
 from hmconfig.kafka_clients import make_consumer, read_topic  # noqa: E402
 from hmconfig.settings import load_settings  # noqa: E402
-from hmconfig.topic_admin import describe_topics, ensure_topics  # noqa: E402
+from hmconfig.topic_admin import commit_for_group, end_offsets, ensure_topics  # noqa: E402
 from processors import simulator  # noqa: E402
 
 INPUTS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
@@ -82,27 +82,6 @@ async def reasons_between(settings, start: dict[TopicPartition, int], end: dict[
                 if msgs and msgs[-1].offset + 1 >= todo.get(tp, 0):
                     todo.pop(tp, None)
         return counts
-    finally:
-        await c.stop()
-
-
-async def end_offsets(settings, topics) -> dict[TopicPartition, int]:
-    states = await describe_topics(settings, list(topics))
-    tps = [TopicPartition(t, p) for t, st in states.items() for p in range(st.partitions)]
-    c = make_consumer(settings, group_id=None)
-    await c.start()
-    try:
-        return await c.end_offsets(tps)
-    finally:
-        await c.stop()
-
-
-async def commit_for_group(settings, group: str, offsets: dict[TopicPartition, int]) -> None:
-    c = make_consumer(settings, group_id=group)
-    await c.start()
-    try:
-        c.assign(list(offsets))
-        await c.commit(offsets)
     finally:
         await c.stop()
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
 from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 
 from hmconfig.errors import HmtelError
-from hmconfig.kafka_clients import make_admin, start_with_retry
+from hmconfig.kafka_clients import make_admin, make_consumer, start_with_retry
 from hmconfig.settings import Settings
 from schemas.topics import TOPICS, Topic
 
@@ -110,3 +111,27 @@ async def ensure_topics(settings: Settings, topics: tuple[Topic, ...] = TOPICS) 
         return changes
     finally:
         await admin.close()
+
+
+async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of these topics (benches and tests mark a backlog with it)."""
+    states = await describe_topics(settings, list(topics))
+    tps = [TopicPartition(t, p) for t, st in states.items() for p in range(st.partitions)]
+    c = make_consumer(settings, group_id=None)
+    await c.start()
+    try:
+        return dict(await c.end_offsets(tps))
+    finally:
+        await c.stop()
+
+
+async def commit_for_group(settings: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit these offsets for a consumer group, so that a new group starts there instead of at
+    its offset reset point."""
+    c = make_consumer(settings, group_id=group)
+    await c.start()
+    try:
+        c.assign(list(offsets))
+        await c.commit(offsets)
+    finally:
+        await c.stop()

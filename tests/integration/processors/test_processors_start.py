@@ -15,24 +15,13 @@ import orjson
 from aiokafka import TopicPartition
 
 from hmconfig.kafka_clients import make_consumer
-from hmconfig.topic_admin import describe_topics, ensure_topics
+from hmconfig.topic_admin import commit_for_group, end_offsets, ensure_topics
 from processors import simulator
 
 from processors_harness import start_process_worker, stop_workers, wait_ready, worker_env
 
 INPUTS = ("hm.inventory.v1", "hm.usage.v1", "hm.ebpf.v1")
 HOSTS, BACKFILL_S = 200, 10
-
-
-async def end_offsets(settings, topics) -> dict[TopicPartition, int]:
-    states = await describe_topics(settings, list(topics))
-    tps = [TopicPartition(t, p) for t, st in states.items() for p in range(st.partitions)]
-    c = make_consumer(settings, group_id=None)
-    await c.start()
-    try:
-        return await c.end_offsets(tps)
-    finally:
-        await c.stop()
 
 
 async def read_between(settings, start: dict[TopicPartition, int], end: dict[TopicPartition, int]) -> list:
@@ -59,13 +48,7 @@ async def test_a_worker_started_on_a_backlog_reads_the_inventories_first(kafka_s
     group = f"hm-start-{uuid.uuid4().hex[:8]}"
     start = await end_offsets(kafka_settings, INPUTS)
     rejected0 = await end_offsets(kafka_settings, ["hm.rejected.v1"])
-    committer = make_consumer(kafka_settings, group_id=group)  # the group starts where this test's backlog does
-    await committer.start()
-    try:
-        committer.assign(list(start))
-        await committer.commit(start)
-    finally:
-        await committer.stop()
+    await commit_for_group(kafka_settings, group, start)  # the group starts where this test's backlog does
     seed = uuid.uuid4().hex[:8]
     # every inventory first, then the usage records: the backlog a worker meets after an outage
     await simulator.run(kafka_settings, hosts=HOSTS, rate=1, duration_s=0, backfill_s=BACKFILL_S, seed=seed,
