@@ -613,15 +613,20 @@ class Processor:
             return False
         consumer = self.app.consumer
         # the input topics are co-partitioned: the host's inventories share its usage partition
-        tp = TopicPartition("hm.inventory.v1", self._partition(host_id))
+        tp = TopicPartition(INVENTORY_TOPIC, self._partition(host_id))
         try:
             highwater = consumer.highwater(tp)
-            offsets: Any = consumer  # faust's Consumer's own bookkeeping, not in its ConsumerT type
-            read = offsets._read_offset.get(tp)
-            position = read + 1 if read is not None else (offsets._committed_offset.get(tp) or 0)
+            position = self._read_position(tp)
         except Exception:  # noqa: BLE001 - not assigned here, or the consumer is not running
             return False
         return highwater is not None and position < highwater
+
+    def _read_position(self, tp: TopicPartition) -> int:
+        """Where reading a partition stands, from faust's consumer's own bookkeeping (not in its
+        ConsumerT type): after the last offset handed over, else at the committed one, else 0."""
+        offsets: Any = self.app.consumer
+        read = offsets._read_offset.get(tp)
+        return read + 1 if read is not None else (offsets._committed_offset.get(tp) or 0)
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
@@ -668,18 +673,16 @@ class Processor:
         if not due:
             return
         self.inventories_due, self.inventories_since = due, time.monotonic()
-        self.paused = {tp for tp in assignment if tp.topic in PAUSED_FOR_INVENTORIES}
-        consumer.pause_partitions(self.paused)
+        self._pause_for_inventories()
         log.info("%d inventory records not read yet: reading them before the usage and eBPF records",
                  sum(end - (positions[tp] or 0) for tp, end in due.items()))
 
     def _inventories_read(self) -> bool:
         """Are the inventories that _inventories_at_start found unread read now (or waited for long
-        enough)? faust's read offset is the last offset handed over (or the committed one)."""
+        enough)?"""
         if self.inventories_due:
-            read = self.app.consumer._read_offset  # type: ignore[attr-defined]  # faust's own bookkeeping
             self.inventories_due = {tp: end for tp, end in self.inventories_due.items()
-                                    if (read.get(tp) or 0) + 1 < end}
+                                    if self._read_position(tp) < end}
             waited = time.monotonic() - self.inventories_since
             if not self.inventories_due:
                 log.info("inventories read in %.1f s: reading usage and eBPF records again", waited)
@@ -706,12 +709,18 @@ class Processor:
             # read its own state writes back, one by one through faust's per-record path: the
             # processors bench ran at ~9-12k records/s instead of ~16k whenever its backlog's first
             # fetch parked records (docs/PROCESSORS.md)
-            self.paused = {tp for tp in consumer.assignment() if tp.topic in PAUSED_FOR_INVENTORIES}
-            consumer.pause_partitions(self.paused)
+            self._pause_for_inventories()
             log.info("%d records wait for their hosts' inventories: reading only inventories until they come", count)
         elif self.paused and count <= PARKED_PAUSE // 2:
             consumer.resume_partitions(self.paused & set(consumer.assignment()))
             self.paused = set()
+
+    def _pause_for_inventories(self) -> None:
+        """Pause the assignment's usage and eBPF partitions (not the table's changelog partitions:
+        _inventories_first says why)."""
+        consumer = self.app.consumer
+        self.paused = {tp for tp in consumer.assignment() if tp.topic in PAUSED_FOR_INVENTORIES}
+        consumer.pause_partitions(self.paused)
 
     async def _replay_parked(self) -> None:
         """Replay (reject) the records of hosts whose grace ran out (_may_wait)."""
