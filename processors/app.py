@@ -65,6 +65,7 @@ log = logging.getLogger("processors")
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
 PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
+POSITIONS_TIMEOUT_S = 30.0  # _fix_positions: then the partitions left are reset at their first fetch
 WAIT_MAX_GRACES = 10  # an unknown host's records wait for its inventory at most this many graces
 PARKED_PAUSE = 20_000  # records parked beyond which only inventories are read (Processor._inventories_first)
 # Producer batches of up to 256 KiB instead of aiokafka's 16 KiB: a host state is ~4 KB, so a
@@ -162,6 +163,7 @@ class Processor:
         # Hosts whose parked records were left for the partition's next owner at a rebalance: their
         # other records in the batch being finished are left too, or they would overtake them.
         self.released: set[str] = set()
+        self.sought_at = -1  # app.rebalancing_count at the last seek to the committed offsets (_after_seek)
         self._partition_cache: dict[str, int] = {}
         self.ready = False
         # The timer's work list: host -> when to look at it next (close_due). A window that has ended
@@ -216,7 +218,7 @@ class Processor:
         self.states: dict[str, dict[str, Any]] = {}
         app.on_partitions_revoked.connect(self._forget)
         app.on_partitions_assigned.connect(self._forget)
-        app.after_seek = self._inventories_at_start
+        app.after_seek = self._after_seek
         self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
         self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                         for name in OUTPUT_TOPICS}
@@ -648,23 +650,60 @@ class Processor:
             self.unknown_since.pop(host_id, None)
             self.unknown_first.pop(host_id, None)
 
-    async def _inventories_at_start(self) -> None:
-        """After an assignment (faust has sought every partition to its committed offset, and
-        fetches next): if the assigned inventory partitions hold records not read yet, the usage
-        and eBPF partitions are paused until those are read, up to the end offsets they have now.
-        Else a worker started on a backlog read usage records of hosts whose inventories were
-        still ahead in their topic: at 20,000 hosts its first fetches parked ~24,000 records,
-        replayed later through the Python engine (docs/PROCESSORS.md). _inventories_first
-        resumes them, and after WAIT_MAX_GRACES graces whatever the inventories' progress."""
+    async def _after_seek(self) -> None:
+        """After faust has sought every partition to its committed offset (after an assignment,
+        before it fetches and before the "ready" line; also whenever it fetches while its flow
+        is stopped, as during a rebalance). The parked records at or after a partition's
+        position now come again, so they leave the wait; the records of hosts released earlier
+        in the rebalance come again too, and are taken then; and records parked from now on are
+        not released in this rebalance. Released after the seek (faust was still restoring the
+        table), records came again, were dropped as released, and were lost: seen in the
+        rebalance integration test."""
+        positions = await self._fix_positions()
+        self.released.clear()
+        self.sought_at = self.app.rebalancing_count
+        dropped = self._unpark(positions)
+        if dropped:
+            log.info("%d parked records are read again from the committed offsets", dropped)
+        await self._inventories_at_start(positions)
+
+    async def _fix_positions(self) -> dict[TopicPartition, int | None]:
+        """Ask for every assigned input partition's position, so a partition with no committed
+        offset is reset (to processor_offset_reset) now rather than at its first fetch, later.
+        Then "ready" means that a record written after it is read: with the reset "latest",
+        the worker skipped the records written between that line and the first fetch (the
+        integration tests write theirs at once). Returns the positions (None where unknown)."""
         consumer = self.app.consumer
-        assignment = consumer.assignment()
-        tps = [tp for tp in assignment if tp.topic == INVENTORY_TOPIC]
+        tps = [tp for tp in consumer.assignment() if tp.topic in INPUT_TOPICS]
+        try:
+            found = await asyncio.wait_for(asyncio.gather(*(consumer.position(tp) for tp in tps),
+                                                          return_exceptions=True), POSITIONS_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            found = [None] * len(tps)
+        positions = {tp: pos if isinstance(pos, int) else None for tp, pos in zip(tps, found)}
+        unknown = sorted(tp for tp, pos in positions.items() if pos is None)
+        if unknown:
+            log.warning("positions of %d input partitions unknown after the seek (%s): they are reset at "
+                        "their first fetch", len(unknown), ", ".join(map(tp_name, unknown)))
+        return positions
+
+    async def _inventories_at_start(self, positions: dict[TopicPartition, int | None]) -> None:
+        """After an assignment (_after_seek): if the assigned inventory partitions hold records not
+        read yet, the usage and eBPF partitions are paused until those are read, up to the end
+        offsets they have now. Else a worker started on a backlog read usage records of hosts
+        whose inventories were still ahead in their topic: at 20,000 hosts its first fetches
+        parked ~24,000 records, replayed later through the Python engine (docs/PROCESSORS.md).
+        _inventories_first resumes them, and after WAIT_MAX_GRACES graces whatever the
+        inventories' progress."""
+        consumer = self.app.consumer
+        tps = [tp for tp in positions if tp.topic == INVENTORY_TOPIC]
         self.inventories_due = {}
         if not tps:
             return
         try:
+            if any(positions[tp] is None for tp in tps):
+                raise LookupError("no position")
             ends = await consumer.highwaters(*tps)
-            positions = {tp: await consumer.position(tp) for tp in tps}
         except Exception as err:  # noqa: BLE001 - an optimisation only: the records park meanwhile
             log.warning("inventory partitions' offsets unknown (%s: %s): not reading them first",
                         type(err).__name__, err)
@@ -731,6 +770,11 @@ class Processor:
             if not self._may_wait(host_id):
                 await self._replay(host_id)
 
+    def _releasing(self) -> bool:
+        """Are parked records to be released (release_parked)? During a rebalance, until its seek
+        to the committed offsets (_after_seek): records parked after it are not read again."""
+        return self.app.rebalancing and self.sought_at != self.app.rebalancing_count
+
     def release_parked(self) -> int:
         """At a rebalance: leave the parked records unacked for whoever owns their partition next,
         instead of rejecting them for a key their inventory may still bring. faust revokes partitions
@@ -738,21 +782,36 @@ class Processor:
         seeks every partition to its committed offset, which stops before the first of them (an
         unacked offset holds the commits back), so they are read again, in order, by the new owner
         (the records after them, read again too, are counted duplicates). Returns how many."""
-        unacked = self.app.consumer.unacked  # faust's own set (a WeakSet), not a copy
-        released = 0
-        for host_id, queue in self.parked.items():
-            for msg in queue:
-                unacked.discard(msg)
-            released += len(queue)
-            queue.clear()  # a replay under way stops at its current record
-            self.released.add(host_id)
-        self.parked.clear()
-        self.unknown_since.clear()
-        self.unknown_first.clear()
+        self.released.update(self.parked)
+        released = self._unpark()
         if released:
             log.warning("rebalance: %d records parked for their hosts' inventory are left unacked; the "
                         "partition's next owner reads them again", released)
         return released
+
+    def _unpark(self, positions: dict[TopicPartition, int | None] | None = None) -> int:
+        """Drop parked records from the wait and from faust's unacked set (so a revocation does not
+        wait for them; the committed offsets stay before them): all of them, or with ``positions``
+        (after a seek) those at or after their partition's position, which come again. Faust may
+        hand over records between its seek and _after_seek: those are not read again, and stay.
+        Returns how many were dropped."""
+        unacked = self.app.consumer.unacked  # faust's own set (a WeakSet), not a copy
+        dropped = 0
+        for host_id, queue in list(self.parked.items()):
+            keep = [] if positions is None else [
+                msg for msg in queue
+                if (at := positions.get(TopicPartition(msg.topic, msg.partition))) is None or msg.offset < at]
+            kept = set(map(id, keep))
+            for msg in queue:
+                if id(msg) not in kept:
+                    unacked.discard(msg)
+            dropped += len(queue) - len(keep)
+            queue[:] = keep  # a replay under way stops at its current record when none is kept
+            if not keep:
+                del self.parked[host_id]
+                self.unknown_since.pop(host_id, None)
+                self.unknown_first.pop(host_id, None)
+        return dropped
 
     async def _reject(self, code: str, check: str, detail: str, record: Any, msg: Any, now_us: int) -> None:
         host = host_of(record, msg.key)
@@ -802,7 +861,7 @@ class Processor:
         await self._settle(keep=0 if app.rebalancing else INFLIGHT_MAX)
         if time.monotonic() - self.reported[0] >= REPORT_S:
             self._report(time.monotonic())
-        if self.parked and app.rebalancing:
+        if self.parked and self._releasing():
             self.release_parked()
         elif self.parked or self.paused:
             await self._replay_parked()

@@ -121,10 +121,12 @@ async def test_records_parked_at_a_rebalance_are_taken_once_their_inventory_come
         await producer.stop()
         stop_workers(workers)
     # Around a rebalance records can be read again after they were taken (seen in 2 of 4 runs, every
-    # record of the host once more): those come back as counted duplicates. Nothing else may be
-    # filed for the host.
-    reasons = {orjson.loads(m.value)["reason"] for m in rejected if orjson.loads(m.value)["host_id"] == late.host_id}
-    assert reasons <= {"duplicate"}, reasons
+    # record of the host once more): those come back as counted duplicates. No other record of the
+    # host may be rejected. (A proof window, aligned to the wall clock, may end during the test: its
+    # proof is withheld for coverage, filed for hm.proofs.v1; that is not a record rejected.)
+    filed = [rej for rej in map(orjson.loads, (m.value for m in rejected)) if rej["host_id"] == late.host_id]
+    reasons = {rej["reason"] for rej in filed if rej["topic"] != "hm.proofs.v1"}
+    assert reasons <= {"duplicate"}, filed
     by_window = {agg["agg_id"]: agg["samples"] for agg in map(orjson.loads, (m.value for m in aggregates))
                  if agg["host_id"] == late.host_id}
     assert sum(by_window.values()) == 5, (by_window, logs[0].read_text()[-2000:], logs[1].read_text()[-2000:])

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
 from hmconfig.settings import load_settings
 from processors.app import Processor
@@ -147,6 +148,56 @@ def test_at_a_rebalance_parked_records_are_left_unacked_and_their_hosts_later_re
     assert proc.released == set()
 
 
+def test_a_seek_in_a_rebalance_drops_the_parked_records_which_come_again_and_are_taken(proc):
+    """faust seeks to the committed offsets during a rebalance (and while it restores the table):
+    a record parked until then at or after its partition's new position comes again, so it is dropped
+    from the wait (and from faust's unacked set), and the hosts released earlier are let in again.
+    Once the seek is done, parked records are no longer released: released after it, they were
+    dropped when read again, and lost."""
+    host = SimHost(5, seed="parked-seek")
+    t = int(time.time() * 1e6) - 10_000_000
+    parked = [message(host, "hm.usage.v1", host.usage(t + i * 1_000_000), i) for i in range(3)]
+    inventory = message(host, "hm.inventory.v1", host.inventory(t), 0)
+    inventories, _others, assigned = starting_assignment()
+    consumer = StartingConsumer(assigned, ends={tp: 0 for tp in inventories}, positions={})
+    proc.app.consumer = consumer
+
+    async def scenario() -> None:
+        for msg in parked:
+            consumer.unacked.add(msg)
+            assert await proc._handle(msg, first=True) is False
+        proc.app.on_rebalance_start()
+        assert proc._releasing()
+        assert proc.release_parked() == 3 and proc.released == {host.host_id}
+        for msg in parked:  # read again after the revocation, before the new assignment's seek: left
+            consumer.unacked.add(msg)
+            assert await proc._handle(msg, first=True) is False
+            consumer.unacked.discard(msg)
+        await proc._after_seek()  # faust fetching with its flow stopped seeks to the committed offsets
+        assert proc.released == set() and not proc._releasing()
+        await proc._forget()  # assigned again
+        for msg in parked:  # fetched while faust restores the table
+            consumer.unacked.add(msg)
+            assert await proc._handle(msg, first=True) is False
+        # its seek set the partition back to offset 1: the first record, handed over between the
+        # seek and _after_seek, is not read again and stays parked; the others come again
+        consumer.positions[TopicPartition("hm.usage.v1", 0)] = 1
+        await proc._after_seek()
+        assert proc.parked == {host.host_id: parked[:1]} and consumer.unacked == {parked[0]}
+        assert not proc._releasing()  # the rebalance goes on, but its seek is done
+        # read again from there, the inventory first: the parked record is replayed first
+        assert await proc._handle(inventory, first=True) is True
+        for msg in parked[1:]:
+            assert await proc._handle(msg, first=True) is True
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proc.app.on_rebalance_end()
+    assert proc.get(host.host_id)["counts"]["accepted"] == 4
+    assert proc.outputs[REJECTED_TOPIC].sent == []
+
+
 def test_parked_records_are_verified_as_a_batch_when_their_inventory_comes(proc):
     """The replay checks the parked records' signatures ahead, as one batch in the verify thread: a
     forged one among them is still refused, and only it."""
@@ -280,13 +331,15 @@ def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
 
 
 class StartingConsumer:
-    """faust's consumer at the I/O edge, as _inventories_at_start and _inventories_first use it."""
+    """faust's consumer at the I/O edge, as _after_seek and _inventories_first use it."""
 
     def __init__(self, assigned: set, ends: dict, positions: dict) -> None:
         self.assigned, self.ends, self.positions = assigned, ends, positions
         self._read_offset: dict = {}  # faust's: the last offset handed over (the committed one after a seek)
         self._committed_offset: dict = {}
         self.calls: list[tuple[str, set]] = []
+        self.asked: set = set()  # the partitions whose position was asked for
+        self.unacked: set = set()  # faust's records taken and not acked yet
 
     def assignment(self) -> set:
         return self.assigned
@@ -300,7 +353,10 @@ class StartingConsumer:
         return {tp: self.ends[tp] for tp in tps}
 
     async def position(self, tp: Any) -> int:
-        return self.positions[tp]
+        self.asked.add(tp)
+        if isinstance(self.positions.get(tp), Exception):
+            raise self.positions[tp]
+        return self.positions.get(tp, 0)
 
     def pause_partitions(self, tps: Any) -> None:
         self.calls.append(("pause", set(tps)))
@@ -319,7 +375,7 @@ def starting_assignment() -> tuple[set, set, set]:
 
 
 def test_after_an_assignment_unread_inventories_are_read_before_the_usage(proc, caplog):
-    """A worker started on a backlog (Processor._inventories_at_start): the usage and eBPF partitions
+    """A worker started on a backlog (Processor._after_seek): the usage and eBPF partitions
     stay paused until the inventory partitions are read to the end offsets they had when assigned;
     the changelog partitions are left alone."""
     inventories, others, assigned = starting_assignment()
@@ -328,7 +384,7 @@ def test_after_an_assignment_unread_inventories_are_read_before_the_usage(proc, 
     proc.app.consumer = consumer
     caplog.set_level("INFO", logger="processors")
 
-    asyncio.run(proc._inventories_at_start())
+    asyncio.run(proc._after_seek())
     assert consumer.calls == [("pause", others)]
     assert proc.inventories_due == {inv0: 500}  # partition 1 was read to its end already
     assert "400 inventory records not read yet" in caplog.text
@@ -347,14 +403,14 @@ def test_inventories_read_to_their_end_pause_nothing(proc):
     consumer = StartingConsumer(assigned, ends={tp: 40 for tp in inventories},
                                 positions={tp: 40 for tp in inventories})
     proc.app.consumer = consumer
-    asyncio.run(proc._inventories_at_start())
+    asyncio.run(proc._after_seek())
     assert consumer.calls == [] and proc.inventories_due == {}
 
 
 def test_unknown_inventory_offsets_pause_nothing_and_say_so(proc, caplog):
     _inventories, _others, assigned = starting_assignment()
     proc.app.consumer = consumer = StartingConsumer(assigned, ends=None, positions={})
-    asyncio.run(proc._inventories_at_start())
+    asyncio.run(proc._after_seek())
     assert consumer.calls == []
     assert "inventory partitions' offsets unknown (ConnectionError: broker gone)" in caplog.text
 
@@ -365,10 +421,36 @@ def test_inventories_that_never_come_are_waited_for_at_most_wait_max_graces(proc
     inventories, others, assigned = starting_assignment()
     consumer = StartingConsumer(assigned, ends={tp: 10 for tp in inventories}, positions={tp: 0 for tp in inventories})
     proc.app.consumer = consumer
-    asyncio.run(proc._inventories_at_start())
+    asyncio.run(proc._after_seek())
     proc._inventories_first()
     assert consumer.calls == [("pause", others)]
     proc.inventories_since -= WAIT_MAX_GRACES * proc.cfg.unknown_host_grace_s
     proc._inventories_first()
     assert consumer.calls == [("pause", others), ("resume", others)]
     assert "inventories still not read after" in caplog.text and "hm.inventory.v1:0 to 10" in caplog.text
+
+
+def test_after_a_seek_every_input_partition_has_its_position(proc):
+    """_after_seek asks for the position of every input partition (not the changelog's), so one with no
+    committed offset is reset before the "ready" line, not at its first fetch: records written after
+    that line are read even with the reset "latest"."""
+    inventories, others, assigned = starting_assignment()
+    consumer = StartingConsumer(assigned, ends={tp: 0 for tp in inventories}, positions={})
+    proc.app.consumer = consumer
+    asyncio.run(proc._after_seek())
+    assert consumer.asked == inventories | others
+
+
+def test_positions_not_found_after_a_seek_are_named(proc, caplog):
+    from aiokafka.errors import IllegalStateError
+
+    inventories, others, assigned = starting_assignment()
+    usage0 = min(tp for tp in others if tp.topic == "hm.usage.v1")
+    inv0 = min(inventories)
+    consumer = StartingConsumer(assigned, ends={tp: 10 for tp in inventories},
+                                positions={usage0: IllegalStateError("not assigned"), inv0: IllegalStateError("x")})
+    proc.app.consumer = consumer
+    asyncio.run(proc._after_seek())
+    assert "positions of 2 input partitions unknown after the seek (hm.inventory.v1:0, hm.usage.v1:0)" in caplog.text
+    assert consumer.calls == [] and proc.inventories_due == {}  # not paused on a guess
+    assert "inventory partitions' offsets unknown (LookupError" in caplog.text
