@@ -164,6 +164,7 @@ class Processor:
         # other records in the batch being finished are left too, or they would overtake them.
         self.released: set[str] = set()
         self.sought_at = -1  # app.rebalancing_count at the last seek to the committed offsets (_after_seek)
+        self.sought_positions: dict[TopicPartition, int] = {}  # input partition -> its position after that seek
         self._partition_cache: dict[str, int] = {}
         self.ready = False
         # The timer's work list: host -> when to look at it next (close_due). A window that has ended
@@ -608,9 +609,8 @@ class Processor:
     def _inventory_behind(self, host_id: str) -> bool:
         """Does the host's inventory partition hold records this worker has not read yet (while fewer
         than PARKED_MAX records are parked)? faust's consumer knows the partition's high watermark
-        from its last fetch, and where reading stands: the last offset handed over, else the
-        committed one. A partition this worker does not read, or no answer yet, is not behind; one
-        never read and never committed is, while its high watermark is above 0."""
+        from its last fetch, and where reading stands (_read_position). A partition this worker
+        does not read, or no answer yet, is not behind."""
         if self.parked_count >= PARKED_MAX:
             return False
         consumer = self.app.consumer
@@ -624,11 +624,19 @@ class Processor:
         return highwater is not None and position < highwater
 
     def _read_position(self, tp: TopicPartition) -> int:
-        """Where reading a partition stands, from faust's consumer's own bookkeeping (not in its
-        ConsumerT type): after the last offset handed over, else at the committed one, else 0."""
-        offsets: Any = self.app.consumer
-        read = offsets._read_offset.get(tp)
-        return read + 1 if read is not None else (offsets._committed_offset.get(tp) or 0)
+        """Where reading a partition stands: after the last offset handed over since the last seek
+        (faust's consumer's bookkeeping, not in its ConsumerT type), else where that seek put it
+        (_after_seek), else at the committed offset, else 0. Not faust's read offset alone: a
+        seek sets it to the next offset to read, not the last one read, so a partition with one
+        record left looked read to its end."""
+        consumer: Any = self.app.consumer
+        read = consumer._read_offset.get(tp)
+        if read is not None and tp in consumer.read_heads:
+            return read + 1
+        sought = self.sought_positions.get(tp)
+        if sought is not None:
+            return sought
+        return read if read is not None else (consumer._committed_offset.get(tp) or 0)
 
     async def _replay(self, host_id: str) -> None:
         """Settle a host's parked records in order (accepted once its key is pinned, else rejected),
@@ -660,6 +668,7 @@ class Processor:
         table), records came again, were dropped as released, and were lost: seen in the
         rebalance integration test."""
         positions = await self._fix_positions()
+        self.sought_positions = {tp: at for tp, at in positions.items() if at is not None}
         self.released.clear()
         self.sought_at = self.app.rebalancing_count
         dropped = self._unpark(positions)

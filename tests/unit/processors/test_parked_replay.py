@@ -240,7 +240,7 @@ def test_the_grace_waits_while_the_inventory_partition_is_behind(proc):
     tp = proc._target(host.host_id, "hm.usage.v1")._replace(topic="hm.inventory.v1")
     read: dict[Any, int] = {}  # nothing read from it yet, and nothing committed: behind
     proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100 if asked == tp else None, _read_offset=read,
-                                        _committed_offset={})
+                                        _committed_offset={}, read_heads={tp: 0})
 
     async def scenario() -> None:
         for msg in parked[:2]:
@@ -272,7 +272,8 @@ def test_an_unknown_host_waits_at_most_wait_max_graces_however_far_behind(proc):
     host = SimHost(1, seed="parked-cap")
     t = int(time.time() * 1e6) - 10_000_000
     msg = message(host, "hm.usage.v1", host.usage(t), 0)
-    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100, _read_offset={}, _committed_offset={})
+    proc.app.consumer = SimpleNamespace(highwater=lambda asked: 100, _read_offset={}, _committed_offset={},
+                                        read_heads={})
 
     async def scenario() -> None:
         assert await proc._handle(msg, first=True) is False
@@ -304,7 +305,7 @@ def test_many_parked_records_pause_all_but_the_inventories(proc, monkeypatch):
     assigned = inputs | {TopicPartition("hm-processors-hosts-changelog", p) for p in range(2)}
     calls: list[tuple[str, set]] = []
     proc.app.consumer = SimpleNamespace(
-        assignment=lambda: assigned, highwater=lambda tp: None, _read_offset={}, _committed_offset={},
+        assignment=lambda: assigned, highwater=lambda tp: None, _read_offset={}, _committed_offset={}, read_heads={},
         pause_partitions=lambda tps: calls.append(("pause", set(tps))),
         resume_partitions=lambda tps: calls.append(("resume", set(tps))))
     host = SimHost(1, seed="parked-pause")
@@ -337,6 +338,7 @@ class StartingConsumer:
         self.assigned, self.ends, self.positions = assigned, ends, positions
         self._read_offset: dict = {}  # faust's: the last offset handed over (the committed one after a seek)
         self._committed_offset: dict = {}
+        self.read_heads: dict = {}  # BatchConsumer's: tp -> the first offset handed over since the seek
         self.calls: list[tuple[str, set]] = []
         self.asked: set = set()  # the partitions whose position was asked for
         self.unacked: set = set()  # faust's records taken and not acked yet
@@ -388,6 +390,10 @@ def test_after_an_assignment_unread_inventories_are_read_before_the_usage(proc, 
     assert consumer.calls == [("pause", others)]
     assert proc.inventories_due == {inv0: 500}  # partition 1 was read to its end already
     assert "400 inventory records not read yet" in caplog.text
+    consumer._read_offset[inv0] = 100  # as faust's seek sets it: the next offset to read
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others)]  # nothing read since the seek
+    consumer.read_heads[inv0] = 100
     consumer._read_offset[inv0] = 450
     proc._inventories_first()
     assert consumer.calls == [("pause", others)]  # 49 left: still paused
@@ -454,3 +460,19 @@ def test_positions_not_found_after_a_seek_are_named(proc, caplog):
     assert "positions of 2 input partitions unknown after the seek (hm.inventory.v1:0, hm.usage.v1:0)" in caplog.text
     assert consumer.calls == [] and proc.inventories_due == {}  # not paused on a guess
     assert "inventory partitions' offsets unknown (LookupError" in caplog.text
+
+
+def test_one_inventory_left_after_the_seek_is_still_waited_for(proc):
+    """faust's seek sets its read offset to the next offset to read (499 here, the last record): until a
+    record is handed over, the position is where the seek put it, not one past it."""
+    inventories, others, assigned = starting_assignment()
+    inv0, inv1 = sorted(inventories)
+    consumer = StartingConsumer(assigned, ends={inv0: 500, inv1: 0}, positions={inv0: 499, inv1: 0})
+    proc.app.consumer = consumer
+    asyncio.run(proc._after_seek())
+    consumer._read_offset[inv0] = 499
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others)] and proc.inventories_due == {inv0: 500}
+    consumer.read_heads[inv0] = 499  # handed over
+    proc._inventories_first()
+    assert consumer.calls == [("pause", others), ("resume", others)]
