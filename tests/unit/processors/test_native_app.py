@@ -246,3 +246,41 @@ def test_a_host_closed_in_python_goes_back_to_the_store_for_its_queued_records(t
     state = orjson.loads(proc.table[hid.encode()])
     assert state["outbox"] == [] and "outbox_mark" not in state
     assert state["chain"]["seq"] == 1 and state["last"]["seq"] == orjson.loads(msgs[-1][2])["seq"]
+
+
+@pytest.mark.parametrize("merged", [True, False])
+def test_a_checkpoint_with_the_closes_writes_each_closed_host_once(tmp_path, signer, monkeypatch, merged):
+    """Live, every host's 10 s windows close in the same tick. A checkpoint at that tick, after the
+    closes' marks (Processor._deliver(checkpoint=True)), writes each marked host once and acks
+    every record; a checkpoint at another time writes every host a second time."""
+    proc, clock, acked, rejected, sent = app(tmp_path, signer, monkeypatch, native=True)
+    hosts = [SimHost(i, seed="wave") for i in range(4)]
+    start = NOW - 30 * S
+    msgs = [h.message("hm.inventory.v1", h.inventory(start)) for h in hosts]
+    for i in range(6):  # 1.5 of CFG's 2 s dashboard windows... then the record that closes them
+        msgs += [h.message("hm.usage.v1", h.usage(start + i * S // 2, elapsed_s=0.5)) for h in hosts]
+    batch = [(offset, *msg) for offset, msg in enumerate(msgs)]
+
+    async def scenario():
+        first = 2 * len(hosts)  # inventories and first usage records: Python's; the rest: the store's
+        for part in (batch[:first], batch[first:]):
+            await proc._on_batch(messages(part))
+            await proc._settle()
+        await proc._checkpoint()
+        assert all(h.host_id in proc.native_keys for h in hosts)
+        more = [h.message("hm.usage.v1", h.usage(start + 3 * S, elapsed_s=0.5)) for h in hosts]
+        await proc._on_batch(messages([(len(batch) + i, *msg) for i, msg in enumerate(more)]))
+        await proc._settle()
+        writes = proc.stats["writes"]
+        states, closed = proc._close_due(clock.now, set(range(6)))
+        assert states == [] and sorted(h for h, _ in closed) == sorted(h.host_id for h in hosts)
+        await proc._deliver(states, closed, checkpoint=merged)
+        if not merged:
+            await proc._checkpoint()  # the timer's checkpoint at another tick: the records since the marks
+        return proc.stats["writes"] - writes
+
+    written = asyncio.run(scenario())
+    assert rejected == []
+    assert acked == list(range(len(batch) + len(hosts))), "every record acked once"
+    assert {topic for topic, *_ in sent} == {"hm.usage.agg.10s.v1"}
+    assert written == (len(hosts) if merged else 2 * len(hosts))
