@@ -232,6 +232,7 @@ class Processor:
         # The agents make faust subscribe the group to the input topics (co-partitioned with the
         # table); the records themselves come in batches to _on_batch (processors/faust_transport.py).
         app.batch_topics = frozenset(INPUT_TOPICS)
+        app.batch_first = frozenset({INVENTORY_TOPIC})  # a fetch's inventories before its usage records
         app.batch_handler = self._on_batch
         app.agent(self.inputs["hm.inventory.v1"], name="inventory")(self._consume)
         app.agent(app.topic(*INPUT_TOPICS[1:], key_serializer="raw", value_serializer="raw"),
@@ -482,9 +483,7 @@ class Processor:
                 self.table[host_id.encode()] = raw
             self.stats["writes"] += len(dumped)
         done, self.unacked = self.unacked, []
-        ack = self.app.consumer.ack
-        for msg in done:
-            ack(msg)
+        self.app.consumer.ack_many(done)  # type: ignore[attr-defined]  # Consumer.ack's, once for all
         self.stats["checkpoints"] += 1
 
     def _since_checkpoint(self) -> float:

@@ -6,10 +6,11 @@
   is hard to get right (group membership with co-partitioned assignment, changelog-backed
   tables and their recovery, commits of acked offsets only, the timer, the producer), not
   for per-record delivery. So the consumer hands each fetched batch of the topics in
-  ``app.batch_topics`` to ``app.batch_handler`` in one call. The handler acks each record
-  with ``Consumer.ack`` when it is done with it, as a stream would, so faust's commit and
-  rebalance logic (it waits for every tracked record to be acked) is unchanged. Records of
-  other topics keep faust's per-record path.
+  ``app.batch_topics`` to ``app.batch_handler`` in one call, the partitions of
+  ``app.batch_first`` first. The handler acks the records when it is done with them, as a
+  stream would (``ack_many``: ``Consumer.ack``'s bookkeeping for many at once), so faust's
+  commit and rebalance logic (it waits for every tracked record to be acked) is unchanged.
+  Records of other topics keep faust's per-record path.
 * **An idempotent producer.** faust turns on idempotence only in its exactly_once mode,
   which the processors do not use. Without it a batch the broker wrote but did not get to
   acknowledge before it died is written again by the producer's retry, and a proof appeared
@@ -24,11 +25,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import ConsumerMessage
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
@@ -72,44 +76,105 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.read_heads.pop(partition, None)
         await super().seek(partition, offset)
 
+    def ack_many(self, messages: Iterable[Any]) -> None:
+        """``Consumer.ack`` for many records: the same bookkeeping (faust 0.15.3), under one hold of
+        its lock, with the lookups hoisted (the processors ack every record at each checkpoint:
+        ~2 us a record one by one)."""
+        with ack_lock:
+            acks_enabled_for = self.app.topics.acks_enabled_for
+            committed_offsets, indexes, acked_lists = self._committed_offset, self._acked_index, self._acked
+            discard = self._unacked_messages.discard
+            n = 0
+            for message in messages:
+                if message.acked:
+                    continue
+                message.acked = True
+                if not acks_enabled_for(message.topic):
+                    continue
+                tp, offset = message.tp, message.offset
+                committed = committed_offsets[tp]
+                if committed is None or offset >= committed:
+                    index = indexes[tp]
+                    if offset not in index:
+                        discard(message)
+                        index.add(offset)
+                        acked_lists[tp].append(offset)
+                        n += 1
+            self._n_acked += n
+            notify(self._waiting_for_ack)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised on a broker
-        """faust's fetch loop (faust.transport.consumer.Consumer._drain_messages, same gap and
-        read-offset bookkeeping), with the records of ``app.batch_topics`` collected and handed
-        over once per fetch instead of awaited one by one."""
+        """faust's fetch loop (``Consumer._drain_messages`` around ``Consumer.getmany``, faust
+        0.15.3: the same gap, read-offset, flow and generation checks), with the records of
+        ``app.batch_topics`` handed over once per fetch instead of awaited one by one. Per fetch,
+        not per record: faust's async generator and its round-robin scheduler, the high-water
+        mark and the generation checks (about 3 us a record at 8,000 a fetch). The partitions
+        of ``app.batch_first`` go first in each fetch (the processors' inventories: a usage
+        record before its host's inventory waits for it)."""
+        app = self.app
         callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
-        acks_enabled_for = self.app.topics.acks_enabled_for
+        acks_enabled_for = app.topics.acks_enabled_for
         track = self.track_message
         heads = self.read_heads
-        batch_topics: frozenset[str] = getattr(self.app, "batch_topics", frozenset())
-        handler: BatchHandler | None = getattr(self.app, "batch_handler", None)
+        batch_topics: frozenset[str] = getattr(app, "batch_topics", frozenset())
+        batch_first: frozenset[str] = getattr(app, "batch_first", frozenset())
+        handler: BatchHandler | None = getattr(app, "batch_handler", None)
         fetching = faust_consumer.CONSUMER_FETCHING
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(fetching)
-                ait = getmany(timeout=1.0)
-                await self.sleep(0)
+                records, active_partitions = await self._wait_next_records(1.0)
+                generation_id = app.consumer_generation_id
                 batch: list[Any] = []
-                if not self.should_stop:
-                    async for tp, message in ait:
-                        offset = message.offset
+                if records is None or self.should_stop:
+                    pass
+                elif not self.flow_active:  # as getmany does: back to the committed offsets
+                    self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+                    try:
+                        await self.perform_seek()
+                    except Exception as ex:  # noqa: BLE001 - faust's own handling
+                        self.log.warning(f"exception performing seek when flow not active {ex}")
+                else:
+                    for tp in sorted(records, key=lambda tp: tp.topic not in batch_first):
+                        if not self.flow_active or app.consumer_generation_id != generation_id:
+                            break  # a rebalance began (faust's getmany stops there too)
+                        if not (active_partitions is None or tp in active_partitions
+                                or tp in self._buffered_partitions):
+                            continue
+                        app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                        batched = handler is not None and tp.topic in batch_topics
+                        acks = acks_enabled_for(tp.topic)
                         r_offset = get_read_offset(tp)
-                        if r_offset is not None and offset < r_offset:
-                            continue  # already read (faust drops these too)
-                        if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if tp not in heads:
-                            heads[tp] = offset
-                        if handler is not None and message.topic in batch_topics:
-                            track(message)
-                            batch.append(message)
-                        else:
-                            await self.wait_first(callback(message), self.suspend_flow.wait())
-                        set_read_offset(tp, offset)
+                        for record in records[tp]:
+                            offset = record.offset
+                            if r_offset is not None and offset < r_offset:
+                                continue  # already read (faust drops these too)
+                            if r_offset and offset - r_offset > 1 and acks:
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if tp not in heads:
+                                heads[tp] = offset
+                            timestamp = record.timestamp
+                            message = ConsumerMessage(
+                                record.topic, record.partition, offset,
+                                None if timestamp is None else timestamp / 1000.0,  # type: ignore[arg-type]
+                                record.timestamp_type,
+                                record.headers, record.key, record.value, record.checksum,
+                                record.serialized_key_size, record.serialized_value_size, tp,
+                                generation_id=generation_id)
+                            if batched:
+                                track(message)
+                                batch.append(message)
+                            else:
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                            r_offset = offset
+                            if not batched and (not self.flow_active
+                                                or app.consumer_generation_id != generation_id):
+                                break
                     if batch:
                         await handler(batch)  # type: ignore[misc]
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -145,6 +210,7 @@ class App(faust.App):
     """A faust.App on this transport; set ``batch_topics`` and ``batch_handler`` before it starts."""
 
     batch_topics: frozenset[str] = frozenset()
+    batch_first: frozenset[str] = frozenset()  # topics whose records come first in each batch
     batch_handler: BatchHandler | None = None
     after_seek: Callable[[], Awaitable[None]] | None = None  # awaited after each seek to the committed offsets
 

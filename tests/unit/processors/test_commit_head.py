@@ -48,3 +48,40 @@ async def test_a_seek_starts_a_new_head(consumer):
     consumer._seek = seeked  # the broker side of a seek, at the I/O edge
     await consumer.seek(TP0, 90)
     assert consumer.read_heads == {TP("hm.usage.v1", 1): 7}
+
+
+def _app_consumer(name):
+    app = App(name, broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    app.topics._acking_topics.add("hm.usage.v1")  # as an agent subscribed to it would
+    return app.consumer
+
+
+def test_ack_many_keeps_the_books_as_faust_s_ack_one_by_one():
+    """BatchConsumer.ack_many (one lock hold for a checkpoint's acks) against faust's Consumer.ack:
+    the same acked offsets, index, count and tracked set, for records below the committed offset,
+    acked twice, of a topic without acks, and of two partitions."""
+    from faust.types import ConsumerMessage
+
+    tp1, other = TP("hm.usage.v1", 1), TP("hm.rejected.v1", 0)
+
+    def messages():
+        spec = [(TP0, o) for o in (7, 9, 10, 11, 11, 14)] + [(tp1, o) for o in (0, 1, 2)] + [(other, 3)]
+        return [ConsumerMessage(tp.topic, tp.partition, o, 0.0, 0, [], b"k", b"v", None, tp=tp) for tp, o in spec]
+
+    books = []
+    for name, ack in (("one-by-one", lambda c, ms: [c.ack(m) for m in ms]), ("many", lambda c, ms: c.ack_many(ms))):
+        c = _app_consumer(f"hm-unit-ack-{name}")
+        c._committed_offset[TP0] = 9
+        c._committed_offset[tp1] = None
+        msgs = messages()
+        for m in msgs:
+            c.track_message(m)
+        ack(c, msgs[:4])
+        ack(c, msgs)  # again, and the rest
+        books.append((dict(c._acked), {tp: sorted(i) for tp, i in c._acked_index.items()}, c._n_acked,
+                      sorted((m.tp, m.offset) for m in c._unacked_messages), [m.acked for m in msgs]))
+    assert books[0] == books[1]
+    acked, _index, n, unacked, flags = books[1]
+    assert acked[TP0] == [9, 10, 11, 14] and acked[tp1] == [0, 1, 2] and n == 7
+    assert unacked == [(other, 3), (TP0, 7), (TP0, 11)]  # below the commit, a second copy, no acks: tracked still
+    assert all(flags)

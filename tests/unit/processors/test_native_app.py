@@ -99,7 +99,7 @@ def app(tmp_path, signer, monkeypatch, native: bool):
     assert (proc.store is not None) == native
     proc.table = {}
     acked: list[int] = []
-    proc.app.consumer = SimpleNamespace(ack=lambda msg: acked.append(msg.offset))
+    proc.app.consumer = SimpleNamespace(ack_many=lambda msgs: acked.extend(msg.offset for msg in msgs))
     rejected: list[tuple[int, str, str]] = []
 
     async def reject(code, check, _detail, _record, msg, _now_us):
