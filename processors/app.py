@@ -64,11 +64,6 @@ log = logging.getLogger("processors")
 #                      before their outboxes are cleared: where a crash would duplicate them
 REPORT_S = 30.0  # progress line period
 CHECKPOINT_MAX = 200_000  # records held unacked at most (~300 B each once settled) before a checkpoint
-# A checkpoint waits, from processor_checkpoint_s on, for the next tick that closes windows, and then
-# writes its states with the closes' marks, once (Processor._tick). Live, every host's windows close
-# in the same tick or two every 10 s, and a checkpoint at another time wrote each host a second time
-# per 10 s. It waits at most this many processor_checkpoint_s.
-CHECKPOINT_WAIT_MAX = 2
 PARKED_MAX = 100_000  # records parked for inventories (~1.5 KB each) beyond which a backlog adds no wait
 POSITIONS_TIMEOUT_S = 30.0  # _fix_positions: then the partitions left are reset at their first fetch
 WAIT_MAX_GRACES = 10  # an unknown host's records wait for its inventory at most this many graces
@@ -374,7 +369,7 @@ class Processor:
                     self.unacked.append(msg)
         if (self.parked or self.paused) and not self.app.rebalancing:
             self._inventories_first()
-        if len(self.unacked) >= CHECKPOINT_MAX or self._since_checkpoint() >= CHECKPOINT_WAIT_MAX * self.checkpoint_s:
+        if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             await self._checkpoint()
 
     def _route(self, chunk: list[Any]) -> Routed:
@@ -485,9 +480,6 @@ class Processor:
         done, self.unacked = self.unacked, []
         self.app.consumer.ack_many(done)  # type: ignore[attr-defined]  # Consumer.ack's, once for all
         self.stats["checkpoints"] += 1
-
-    def _since_checkpoint(self) -> float:
-        return time.monotonic() - self.last_checkpoint
 
     def _verify_ahead(self, messages: list[Any]) -> list[tuple[list[Any], asyncio.Future[Verified]]]:
         """Split a batch into chunks, each with the future answers to its signature checks, done
@@ -887,7 +879,7 @@ class Processor:
             self.release_parked()
         elif self.parked or self.paused:
             await self._replay_parked()
-        if app.rebalancing or self._since_checkpoint() >= CHECKPOINT_WAIT_MAX * self.checkpoint_s:
+        if app.rebalancing or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
             # also on a rebalance: faust revokes partitions only once every event taken is acked
             await self._checkpoint()
         if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
@@ -912,8 +904,7 @@ class Processor:
         states, closed_natively = self._close_due(now_us, assigned)
         if states or closed_natively:
             try:
-                await self._deliver(states, closed_natively,
-                                    checkpoint=self._since_checkpoint() >= self.checkpoint_s)
+                await self._deliver(states, closed_natively)
             except Exception as err:  # noqa: BLE001 - kept, marked: the next tick checks and retries
                 self.failed_sends += 1
                 hosts = [state["host_id"] for state in states] + [host_id for host_id, _ in closed_natively]
@@ -982,8 +973,7 @@ class Processor:
         return TopicPartition(topic, self._partition(host_id) if partitions == self.partitions
                               else partition_for(host_id.encode(), partitions))
 
-    async def _deliver(self, states: list[dict[str, Any]], closed_natively: list[Outbox] | None = None,
-                       checkpoint: bool = False) -> None:
+    async def _deliver(self, states: list[dict[str, Any]], closed_natively: list[Outbox] | None = None) -> None:
         """Send these hosts' outboxes and clear them; never one entry twice (processors/delivered.py).
         An outbox that carries a mark may have been sent before (a crash, a failed send): what the
         marked partitions already hold is dropped first. Then each outbox gets a fresh mark, durable
@@ -991,17 +981,13 @@ class Processor:
         store only until their states (with the marks) are written: the sends and their acks take
         longest, and meanwhile the hosts' records keep the fast path; the sent entries are then
         cleared from each state where it is by then. ``closed_natively``: (host_id, outbox) of the
-        hosts whose windows the store closed (their outboxes were empty and unmarked before).
-        ``checkpoint``: a checkpoint after the marks, before the sends: the hosts just marked are
-        written once, not again by a checkpoint soon after (CHECKPOINT_WAIT_MAX)."""
+        hosts whose windows the store closed (their outboxes were empty and unmarked before)."""
         hosts = {state["host_id"] for state in states}
         self.delivering |= hosts  # these dicts are written after awaits: not into the native store meanwhile
         try:
             outboxes = await self._mark_outboxes(states, closed_natively or [])
         finally:
             self.delivering -= hosts
-        if checkpoint:
-            await self._checkpoint()
         await self._send_outboxes(outboxes)
 
     async def _mark_outboxes(self, states: list[dict[str, Any]], closed_natively: list[Outbox]) -> list[Outbox]:
