@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -149,7 +150,7 @@ def broker_process(bootstrap: str) -> psutil.Process | None:
     return None
 
 
-async def throughput(settings, args, tmp: Path) -> dict[str, float]:
+async def throughput(settings, args, tmp: Path) -> dict[str, Any]:
     group = f"hm-bench-{uuid.uuid4().hex[:8]}"
     start = await end_offsets(settings, INPUTS)
     rejected0 = await end_offsets(settings, [REJECTED])

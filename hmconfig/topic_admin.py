@@ -6,6 +6,7 @@ topic config that drifted from the table.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -113,7 +114,7 @@ async def ensure_topics(settings: Settings, topics: tuple[Topic, ...] = TOPICS) 
         await admin.close()
 
 
-async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+async def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """The end offset of every partition of these topics (benches and tests mark a backlog with it)."""
     states = await describe_topics(settings, list(topics))
     tps = [TopicPartition(t, p) for t, st in states.items() for p in range(st.partitions)]

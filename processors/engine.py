@@ -89,6 +89,8 @@ class Engine:
         self.proof_len_us = int(cfg.proof_window_s * 1e6)
         self.agg_len_us = {n: int(s * 1e6) for n, s in cfg.agg_windows_s.items()}
         self.min_grace_us = int(min(cfg.agg_grace_s, cfg.proof_grace_s) * 1e6)
+        self._window_lens_us = [*self.agg_len_us.values(), self.proof_len_us]
+        self._due_span = (0, 0)  # record_due_us: [low, end) where every ts has the same answer, end
 
     # --- input ----------------------------------------------------------------
     def ingest(self, state: dict[str, Any], record: dict[str, Any], schema: str, value: bytes,
@@ -182,9 +184,16 @@ class Engine:
 
     def record_due_us(self, ts: int) -> int:
         """The earliest end among the windows a record with this ``ts`` falls in (cheaper per record than
-        next_due_us's scan of every open window)."""
-        ends = [aggregation.window_start(ts, n) + n for n in self.agg_len_us.values()]
-        return min(ends + [aggregation.window_start(ts, self.proof_len_us) + self.proof_len_us])
+        next_due_us's scan of every open window). Asked once per record taken: the answer holds for
+        every ts from the latest of those windows' starts to that end (the same windows), so it is
+        kept for that span, where most of the next records fall."""
+        low, end = self._due_span
+        if low <= ts < end:
+            return end
+        starts = [aggregation.window_start(ts, n) for n in self._window_lens_us]
+        end = min(start + n for start, n in zip(starts, self._window_lens_us))
+        self._due_span = (max(starts), end)
+        return end
 
     def next_look_us(self, state: dict[str, Any], now_us: int) -> tuple[int, int] | None:
         """(the earliest end of an open window, when closing could next succeed without a new record),

@@ -83,3 +83,23 @@ def test_windows_close_at_the_same_tick_with_far_fewer_looks(tmp_path, signer, s
     assert len(every) >= 10, "the scenario closes windows"
     assert listed == every
     assert listed_looks * 2 < every_looks, (listed_looks, every_looks)
+
+
+@pytest.mark.parametrize("windows", [dict(proof_window_s=60, agg_windows_s={"10s": 10, "1m": 60}),
+                                     dict(proof_window_s=10, agg_windows_s={"a": 7, "b": 3})])
+def test_record_due_us_kept_for_a_span_is_the_earliest_end_of_the_record_s_windows(windows):
+    """Engine.record_due_us keeps its answer for the span where it holds: the same as working it out
+    for every ts, over ts moving forward, back, across ends, and with window lengths that do not
+    divide each other."""
+    import random
+
+    from processors.engine import Engine
+
+    cfg = ProcessorConfig(proof_grace_s=5, agg_grace_s=1, **windows)
+    engine = Engine(cfg)
+    lengths = [int(s * S) for s in [*cfg.agg_windows_s.values(), cfg.proof_window_s]]
+    rng = random.Random(7)
+    ts = T0 - 1
+    for _ in range(5000):
+        ts += rng.choice([1, S // 3, S, -S, 7 * S, -40 * S, 1 - S % 7])
+        assert engine.record_due_us(ts) == min(t - t % n + n for t, n in ((ts, n) for n in lengths)), ts
