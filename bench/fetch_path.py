@@ -71,6 +71,7 @@ async def faust_getmany_loop(self: BatchConsumer) -> None:
 def consumer_for(name: str, batches: list[dict[TP, list[ConsumerRecord]]], ack: str) -> tuple[BatchConsumer, list]:
     app = App(name, broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     app.topics._acking_topics.add(TOPIC)  # type: ignore[attr-defined]  # as the processors' agent does
+    app.sensors.add(app.monitor)  # as a started app has it
     c: BatchConsumer = app.consumer  # type: ignore[assignment]
     c._commit_every = None
     c.highwater = lambda tp: 1 << 40  # type: ignore[method-assign]  # the consumer thread's, at the I/O edge
