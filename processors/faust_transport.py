@@ -153,8 +153,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             offset = record.offset
                             if r_offset is not None and offset < r_offset:
                                 continue  # already read (faust drops these too)
+                            awaited = not batched
                             if r_offset and offset - r_offset > 1 and acks:
                                 await self._add_gap(tp, r_offset + 1, offset)
+                                awaited = True
                             if tp not in heads:
                                 heads[tp] = offset
                             timestamp = record.timestamp
@@ -172,9 +174,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             set_read_offset(tp, offset)
                             r_offset = offset
-                            if not batched and (not self.flow_active
-                                                or app.consumer_generation_id != generation_id):
-                                break
+                            if awaited and (not self.flow_active or app.consumer_generation_id != generation_id):
+                                break  # after an await, as getmany checks before each record
                     if batch:
                         await handler(batch)  # type: ignore[misc]
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
