@@ -68,7 +68,7 @@ async def faust_getmany_loop(self: BatchConsumer) -> None:
             await handler(batch)  # type: ignore[misc]
 
 
-def consumer_for(name: str, batches: list[dict[TP, list[ConsumerRecord]]], ack: str) -> tuple[BatchConsumer, list]:
+def consumer_for(name: str, batches: list[dict[TP, list[ConsumerRecord]]]) -> tuple[BatchConsumer, list]:
     app = App(name, broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     app.topics._acking_topics.add(TOPIC)  # type: ignore[attr-defined]  # as the processors' agent does
     app.sensors.add(app.monitor)  # as a started app has it
@@ -94,7 +94,7 @@ def consumer_for(name: str, batches: list[dict[TP, list[ConsumerRecord]]], ack: 
 
 def timed_fetch(variant: str, batches: list) -> tuple[float, float, int]:
     """(us of CPU per record to hand over, us per record to ack, records)."""
-    c, handed = consumer_for(f"bench-fetch-{variant}", batches, variant)
+    c, handed = consumer_for(f"bench-fetch-{variant}", batches)
     fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
     loop = faust_getmany_loop(c) if variant == "faust getmany" else c._drain_messages(fetcher)
     t0 = time.process_time()

@@ -16,6 +16,7 @@ AVX2, portable; native/.cargo/config.toml); the first line names the CPU's flags
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import statistics
 import sys
@@ -53,7 +54,6 @@ def verify_us(rounds: int) -> float:
     for h in hosts:
         _topic, _key, value, headers = h.message("hm.usage.v1", h.usage(now))
         sig = next(v for k, v in headers if k == "hm-sig")
-        import base64
         items.append((raw_public_key(h.key), pae("hm.usage.v1", value), base64.b64decode(sig)))
     assert all(hm_ed25519.verify_batch(items)), "every signature checks"
     per = []

@@ -807,17 +807,22 @@ class Processor:
         (after a seek) those at or after their partition's position, which come again. Faust may
         hand over records between its seek and _after_seek: those are not read again, and stay.
         Returns how many were dropped."""
+        def comes_again(msg: Any) -> bool:
+            if positions is None:
+                return True
+            at = positions.get(TopicPartition(msg.topic, msg.partition))
+            return at is not None and msg.offset >= at
+
         unacked = self.app.consumer.unacked  # faust's own set (a WeakSet), not a copy
         dropped = 0
         for host_id, queue in list(self.parked.items()):
-            keep = [] if positions is None else [
-                msg for msg in queue
-                if (at := positions.get(TopicPartition(msg.topic, msg.partition))) is None or msg.offset < at]
-            kept = set(map(id, keep))
+            keep: list[Any] = []
+            drop: list[Any] = []
             for msg in queue:
-                if id(msg) not in kept:
-                    unacked.discard(msg)
-            dropped += len(queue) - len(keep)
+                (drop if comes_again(msg) else keep).append(msg)
+            for msg in drop:
+                unacked.discard(msg)
+            dropped += len(drop)
             queue[:] = keep  # a replay under way stops at its current record when none is kept
             if not keep:
                 del self.parked[host_id]
