@@ -22,18 +22,20 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hm_ed25519
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors import native  # noqa: E402
+from processors import native, proofs  # noqa: E402
 from processors.config import ProcessorConfig  # noqa: E402
-from processors.engine import Engine, decode, new_state  # noqa: E402
+from processors.engine import Engine, Signer, decode, new_state  # noqa: E402
 from processors.simulator import SimHost  # noqa: E402
 from processors.validation import pae  # noqa: E402
-from schemas.dsse import raw_public_key  # noqa: E402
+from schemas.dsse import key_id, raw_public_key  # noqa: E402
 
 S = 1_000_000
 CHUNK = 250
@@ -96,6 +98,65 @@ def ingest_us(hosts_n: int, records: int, rounds: int) -> tuple[float, int, int]
     return statistics.median(per), len(items), size
 
 
+def _stored_hosts(hosts_n: int, records: int, seed: str) -> tuple[Any, int]:
+    """A store holding ``hosts_n`` hosts that sent ``records`` usage records each, a proof window
+    ending midway (as a backlog's drain meets it); and a processor time where it is due."""
+    cfg = ProcessorConfig()
+    engine = Engine(cfg)
+    store = native.make_store(cfg)
+    now = int(time.time() * S)
+    plen = int(cfg.proof_window_s * S)
+    base = now - (now % plen) - plen - records * S // 2
+    hosts = [SimHost(i, seed=seed) for i in range(hosts_n)]
+    for h in hosts:
+        state = new_state(h.host_id)
+        for topic, rec in (("hm.inventory.v1", h.inventory(base)), ("hm.usage.v1", h.usage(base))):
+            t, _k, v, hd = h.message(topic, rec)
+            record, schema = decode(t, v)
+            engine.ingest(state, record, schema, v, hd, now)
+        store.load(h.host_id, orjson.dumps(state), False)
+    for j in range(1, records):
+        items = []
+        for h in hosts:
+            _t, _k, v, hd = h.message("hm.usage.v1", h.usage(base + j * S))
+            items.append((h.host_id, v, hd))
+        assert all(ts is not None for ts in store.ingest(items, now)), "every record taken"
+    return store, now
+
+
+def proof_close_us(hosts_n: int, records: int, rounds: int) -> tuple[float, float]:
+    """µs per host of a tick's close when a proof window is due (its dashboard windows too, and
+    the proof withheld or signed): the whole state out of the store into the Python engine and
+    back (the path before, still the fallback), and the store's close with only the proof part
+    through Python (native.close_proofs)."""
+    cfg = ProcessorConfig()
+    engine = Engine(cfg)
+    key = Ed25519PrivateKey.generate()
+    kid = key_id(raw_public_key(key))
+    signer = Signer(kid, lambda data: proofs.sign(data, key, kid))
+    whole, part = [], []
+    for r in range(rounds):
+        store, now = _stored_hosts(hosts_n, records, f"bench-close-{r}")
+        ids = store.hosts()
+        t0 = time.thread_time()
+        for host_id in ids:
+            raw, _changed = store.take(host_id)
+            state = orjson.loads(raw)
+            engine.close_due(state, now, signer)
+            engine.next_look_us(state, now)
+            store.load(host_id, orjson.dumps(state), True)
+        whole.append((time.thread_time() - t0) / len(ids) * 1e6)
+        store, now = _stored_hosts(hosts_n, records, f"bench-close-{r}")
+        t0 = time.thread_time()
+        closed = 0
+        for host_id, aggs in zip(ids, store.close_aggs(ids, now)):
+            assert aggs is not None and aggs[2], "the dashboard windows closed in the store, a proof window due"
+            closed += native.close_proofs(store, engine, signer, host_id, now) is not None
+        part.append((time.thread_time() - t0) / len(ids) * 1e6)
+        assert closed == len(ids), f"the store took {closed} of {len(ids)} proof closes"
+    return statistics.median(whole), statistics.median(part)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=2000)
@@ -106,6 +167,9 @@ def main() -> None:
     print(f"  {'hm_ed25519.verify_batch, batches of 250':<58} {verify_us(args.rounds):>6.1f} us/signature")
     us, n, size = ingest_us(args.hosts, args.records, args.rounds)
     print(f"  {f'HostStore.ingest, {n:,} records of {size} B, chunks of 250':<58} {us:>6.1f} us/record")
+    whole, part = proof_close_us(args.hosts // 2, args.records, args.rounds)
+    print(f"  {f'a proof close, {args.hosts // 2:,} hosts: the whole state through Python':<58} {whole:>6.1f} us/host")
+    print(f"  {'  the same, in the store with the proof part through Python':<58} {part:>6.1f} us/host")
 
 
 if __name__ == "__main__":

@@ -287,8 +287,7 @@ class Processor:
     def _native(self, host_id: str) -> bool:
         """Is the host's state in the native store? Moves it there from Python (or from the table) unless
         Python must keep it: a delivery holds it across awaits, its records wait for the inventory, no
-        key is pinned yet (the store would decline every record), no usage record came yet (it would
-        decline the first), or strict mode does not enrol it."""
+        key is pinned yet (the store would decline every record), or strict mode does not enrol it."""
         store = self.store
         if store is None:
             return False
@@ -300,10 +299,10 @@ class Processor:
             return False
         state = self.dirty.get(host_id) or self.states.get(host_id)
         if state is not None:
-            if state["key"] is None or state["last"] is None:
-                # no key pinned: the store declines every record; no usage baseline: it declines
-                # the first usage record, and a decline costs more than the Python engine alone
-                # (the state goes to the store and back as JSON; the next records queued decline too)
+            if state["key"] is None:
+                # no key pinned: the store declines every record, and a decline costs more than the
+                # Python engine alone (the state goes to the store and back as JSON; the next
+                # records queued decline too)
                 return False
             changed = self.dirty.pop(host_id, None) is not None
             self.states.pop(host_id, None)
@@ -925,26 +924,35 @@ class Processor:
                 self.failed_sends = 0
 
     def _close_due(self, now_us: int, assigned: set[int]) -> tuple[list[dict[str, Any]], list[Outbox]]:
-        """Close what is due on the hosts due a look: in the native store where only dashboard
-        windows are (HostStore.close_aggs: the state stays there), else in Python on the state
-        taken out. Returns the Python states with outputs to send, and the natively closed
-        hosts' outbox entries. A close always fills the outbox, and _deliver writes the state
-        (with its mark) before sending. A state taken out of the store for a Python close goes
-        back at once (_restore) and is delivered as a native close is: the host's records queued
-        for the ingest thread apply there instead of declining (docs/PROCESSORS.md)."""
+        """Close what is due on the hosts due a look: in the native store where it can
+        (HostStore.close_aggs, and a due proof window by native.close_proofs: the state stays
+        there), else in Python on the state taken out. Returns the Python states with outputs to
+        send, and the natively closed hosts' outbox entries. A close always fills the outbox, and
+        _deliver writes the state (with its mark) before sending. A state taken out of the store
+        for a Python close goes back at once (_restore) and is delivered as a native close is: the
+        host's records queued for the ingest thread apply there instead of declining
+        (docs/PROCESSORS.md)."""
         hosts = [h for h, due in self.due.items() if due <= now_us]
         closed_natively: list[Outbox] = []
         if self.store is not None and hosts:
             stored = [h for h in hosts if h in self.native_keys and self._owned(h, assigned)]
             done = set()
             for host_id, closed in zip(stored, self.store.close_aggs(stored, now_us)):
-                if closed is not None:
-                    entries, looks = closed
-                    done.add(host_id)
-                    if entries:
-                        closed_natively.append((host_id, [[*entry, host_id] for entry in entries]))
-                        self.stats["native_closes"] += 1
-                    self._set_looks(host_id, looks)
+                if closed is None:
+                    continue
+                entries, looks, proof_due = closed
+                done.add(host_id)
+                proofs_closed = (native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
+                                 if proof_due else None)
+                if proofs_closed is not None:
+                    entries = entries + proofs_closed[0]
+                    looks = proofs_closed[1]
+                if entries:
+                    closed_natively.append((host_id, [[*entry, host_id] for entry in entries]))
+                    self.stats["native_closes"] += 1
+                self._set_looks(host_id, looks)
+                if proof_due and proofs_closed is None:
+                    self.due[host_id] = now_us  # the store declined (a record applied meanwhile): next tick
             hosts = [h for h in hosts if h not in done]
         states: list[dict[str, Any]] = []
         for host_id in hosts:

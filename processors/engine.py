@@ -227,6 +227,9 @@ class Engine:
 
     def close_due(self, state: dict[str, Any], now_us: int, signer: Signer) -> int:
         """Close every due window into the outbox; returns how many closed."""
+        return self._close_aggs(state, now_us) + self.close_proofs(state, now_us, signer)
+
+    def _close_aggs(self, state: dict[str, Any], now_us: int) -> int:
         closed = 0
         host = state["host_id"]
         for name, length in self.agg_len_us.items():
@@ -241,6 +244,13 @@ class Engine:
                 state["closed"][name] = max(state["closed"][name], start + length)
                 state["outbox"].append([AGG_TOPICS[name], out["agg_id"], orjson.dumps(out).decode(), host])
                 closed += 1
+        return closed
+
+    def close_proofs(self, state: dict[str, Any], now_us: int, signer: Signer) -> int:
+        """Close the due proof windows into the outbox; returns how many closed. Reads and writes
+        only host_id, key, inventory, chain, closed["proof"], windows["proof"], wm, seen and
+        outbox (the part HostStore.proof_part gives)."""
+        closed = 0
         wins = state["windows"]["proof"]
         for start_s in sorted(wins, key=int):
             start = int(start_s)

@@ -48,11 +48,24 @@ class HostStore:
     def blocked(self) -> list[str]: ...
 
     def close_aggs(self, host_ids: list[str], now_us: int
-                   ) -> list[tuple[list[tuple[str, str, str]], tuple[int, int] | None] | None]:
-        """Engine.close_due per host where only dashboard windows are due and the outbox is empty and
-        unmarked: (the (topic, key, value) entries appended to its outbox, Engine.next_look_us after),
-        the state dirty if an entry was; else None, the state untouched (a proof window due, a window
-        with eBPF snapshots, a retry, a host not stored typed): close it in Python."""
+                   ) -> list[tuple[list[tuple[str, str, str]], tuple[int, int] | None, bool] | None]:
+        """Engine.close_due's dashboard windows per host whose outbox is empty and unmarked: (the
+        (topic, key, value) entries appended to its outbox, Engine.next_look_us after, whether a
+        proof window is due: close it with proof_part and close_proofs), the state dirty if an
+        entry was; else None, the state untouched (a window with eBPF snapshots, a retry, a host
+        not stored typed): close it in Python."""
+
+    def proof_part(self, host_id: str) -> bytes | None:
+        """The part of the host's state that Engine.close_proofs reads and writes, as JSON; None if
+        the host is not stored typed or its outbox is marked (a retry)."""
+
+    def close_proofs(self, host_id: str, part: bytes, kept: list[int], closed_proof: int, chain_json: str,
+                     entries: list[tuple[str, str, str]], now_us: int) -> tuple[bool, tuple[int, int] | None]:
+        """Engine.close_proofs' results on ``part`` written into the state: the proof windows but
+        those ``kept`` dropped, closed["proof"], the chain, the (topic, key, value) entries appended
+        to the outbox; (True, Engine.next_look_us after), the state dirty. (False, None), the state
+        untouched, if its part is no longer ``part`` (a record applied meanwhile) or the host is not
+        stored typed."""
 
     def mark(self, host_id: str, marks_json: str) -> bytes | None:
         """``state["outbox_mark"] = marks``; the state's JSON to write to the table (the state is

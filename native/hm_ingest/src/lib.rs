@@ -6,7 +6,8 @@
 //! whole batch with the GIL released, so that work leaves the interpreter's thread.
 //!
 //! A fast path, not a second engine: `ingest` accepts only the common case (the next seq of a
-//! boot the state already knows, every rule passing) and declines anything else, leaving that
+//! boot the state already knows, or the first record of a boot it has not seen, every rule
+//! passing) and declines anything else, leaving that
 //! state untouched; the caller then takes the state out and runs the Python engine
 //! (processors/engine.py), which stays the authority for every rule and every rejection. When it
 //! accepts, the state is what the Python engine would have made of it, down to int vs float and
@@ -39,6 +40,8 @@ use smallvec::SmallVec;
 use state::{AggAcc, Closing, Family, ONum, ProofAcc, State, Template, S};
 
 const SCHEMA: &str = "hm.usage.v1";
+/// validation.BOOTS_KEPT: the boots whose seqs a state tracks per schema (a test compares them).
+const BOOTS_KEPT: usize = 2;
 /// validation.COUNTERS: cumulative counters that must not go backwards within a boot.
 const COUNTERS: [&str; 5] = ["cpu.busy_s", "disk.read_bytes", "disk.write_bytes", "network.rx_bytes", "network.tx_bytes"];
 /// proofs.BYTE_COUNTERS' names, in its order (the state's acc["bytes"])
@@ -274,11 +277,14 @@ impl Config {
         // integral floats pass "integer" but stay floats in Python: as_i64 declines them
         let (boot, seq, ts) = (as_str(get(rec, "boot_id")?)?, as_i64(get(rec, "seq")?)?, as_i64(get(rec, "ts")?)?);
 
-        // dedupe: only the next seq of a boot already seen (first sights, gaps, fills: Python)
-        let si = st.seqs.iter().position(|(s, _)| st.s(*s) == SCHEMA)?;
-        let bi = st.seqs[si].1.iter().position(|b| st.s(b.id) == boot)?;
-        if st.seqs[si].1[bi].top.checked_add(1)? != seq {
-            return None;
+        // dedupe: the next seq of a boot already seen, or the first sight of a boot (gaps, fills,
+        // duplicates: Python)
+        let si = st.seqs.iter().position(|(s, _)| st.s(*s) == SCHEMA);
+        let seen = si.and_then(|si| Some((si, st.seqs[si].1.iter().position(|b| st.s(b.id) == boot)?)));
+        if let Some((si, bi)) = seen {
+            if st.seqs[si].1[bi].top.checked_add(1)? != seq {
+                return None;
+            }
         }
 
         // validation.check_time, then late
@@ -298,20 +304,28 @@ impl Config {
         // validation.numbers and counters_of
         let nums = Self::numbers(rec)?;
 
-        // the baseline: the previous sample of this boot (none, or another boot's: Python)
-        let last = st.last.as_ref()?;
-        if st.s(last.boot) != boot || last.seq >= seq {
-            return None;
-        }
-        let base = &last.counters;
-        // validation.check_counters
-        for (before, now) in base.iter().zip(&nums[..5]) {
-            if let (Some(before), Some(now)) = (before, now) {
-                if !before.le(*now) {
-                    return None;
+        // the baseline: the previous sample of this boot; a boot's first record starts a new one
+        // (Engine.ingest's new_boot: its counters restart, nothing to check them against)
+        const NO_BASE: [ONum; 5] = [None; 5];
+        let base = match (seen, st.last.as_ref()) {
+            (None, Some(last)) if st.s(last.boot) == boot => return None, // its boot trimmed from seqs: Python
+            (None, _) => &NO_BASE,
+            (Some(_), None) => return None,
+            (Some(_), Some(last)) => {
+                if st.s(last.boot) != boot || last.seq >= seq {
+                    return None; // another boot's baseline, or none: Python
                 }
+                // validation.check_counters
+                for (before, now) in last.counters.iter().zip(&nums[..5]) {
+                    if let (Some(before), Some(now)) = (before, now) {
+                        if !before.le(*now) {
+                            return None;
+                        }
+                    }
+                }
+                &last.counters
             }
-        }
+        };
 
         // validation.check_capacity
         let (inv_cores, inv_mem) = st.inv.unwrap_or((None, None));
@@ -469,8 +483,7 @@ impl Config {
         Some(Plan {
             ts,
             seq,
-            si,
-            bi,
+            seen,
             accepted_i,
             accepted,
             wm: if ts > wm { ts } else { wm },
@@ -519,8 +532,8 @@ struct AggPlan {
 struct Plan {
     ts: i64,
     seq: i64,
-    si: usize,
-    bi: usize,
+    /// (schema, boot) of the record's boot in seqs; None: its first sight
+    seen: Option<(usize, usize)>,
     accepted_i: usize,
     accepted: i64,
     wm: i64,
@@ -550,12 +563,24 @@ const CHECKED: &str = "checked by Config::plan";
 /// The writes of a plan. Every place written was checked by `plan` on this very state, so the
 /// lookups cannot miss; a missing one is a bug, not a record to decline.
 fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Obj, cfg: &Config) {
-    st.seqs[p.si].1[p.bi].top = p.seq;
+    // the record's boot: the baseline's (plan), or a new one (mark_seen's first sight, new_boot)
+    let boot = match p.seen {
+        Some((si, bi)) => {
+            st.seqs[si].1[bi].top = p.seq;
+            let last = st.last.as_mut().expect(CHECKED); // of this boot: only its seq and counters change
+            last.seq = p.seq;
+            last.counters = p.counters;
+            last.boot
+        }
+        None => {
+            let boot = get(rec, "boot_id").and_then(as_str).expect(CHECKED);
+            st.first_sight(SCHEMA, boot, p.seq, p.counters, BOOTS_KEPT)
+        }
+    };
     st.counts[p.accepted_i].1 = I(p.accepted);
     st.set_seen(SCHEMA, I(p.now_us));
     st.set_wm(SCHEMA, I(p.wm));
-    // the record's boot is the baseline's (plan), and its sources as ranges of the state's text
-    let boot = st.last.as_ref().expect(CHECKED).boot;
+    // the record's sources as ranges of the state's text
     let mut sources: SmallVec<[(&str, S); 4]> = SmallVec::new();
     if let Some(Dom::Arr(a)) = get(rec, "sources") {
         for s in a.iter().filter_map(as_str) {
@@ -604,10 +629,6 @@ fn apply(st: &mut State, p: &Plan, aggs: &[AggPlan], rec: &Obj, cfg: &Config) {
     if pp.max_skew_us.is_some() {
         acc.max_skew_us = pp.max_skew_us;
     }
-
-    let last = st.last.as_mut().expect(CHECKED); // of this boot: only its seq and counters change
-    last.seq = p.seq;
-    last.counters = p.counters;
 
     for a in aggs {
         let win = match a.win {
@@ -895,24 +916,58 @@ impl HostStore {
         Ok(self.lock()?.hosts.keys().cloned().collect())
     }
 
-    /// Engine.close_due for each host, where the due windows are dashboard windows only (state.rs's
-    /// close module says which it leaves): per host None (declined: the state untouched, or not
-    /// stored; close it in Python), or (the outbox entries appended, as (topic, key, value), and
-    /// Engine.next_look_us of the state after). A host with an entry is dirty.
+    /// Engine.close_due's dashboard windows for each host (state.rs's close module says which
+    /// states it leaves): per host None (declined: the state untouched, or not stored; close it in
+    /// Python), or (the outbox entries appended, as (topic, key, value), Engine.next_look_us of
+    /// the state after, whether a proof window is due: see ``proof_part``). A host with an entry
+    /// is dirty.
     #[allow(clippy::type_complexity)]
     fn close_aggs(&self, host_ids: Vec<String>, now_us: i64)
-                  -> PyResult<Vec<Option<(Vec<(String, String, String)>, Option<(i64, i64)>)>>> {
+                  -> PyResult<Vec<Option<(Vec<(String, String, String)>, Option<(i64, i64)>, bool)>>> {
         let mut inner = self.lock()?;
         let c = &self.cfg.closing;
         Ok(host_ids.iter().map(|h| {
             let Some(Entry { host: Host::Typed(st), dirty, .. }) = inner.hosts.get_mut(h) else { return None };
-            let entries = st.close_aggs(h, c, now_us)?;
+            let (entries, proof_due) = st.close_aggs(h, c, now_us)?;
             if !entries.is_empty() {
                 *dirty = true;
                 compact(st, &self.cfg);
             }
-            Some((entries, st.next_look(c, now_us)))
+            Some((entries, st.next_look(c, now_us), proof_due))
         }).collect())
+    }
+
+    /// The part of a stored host's state that closing its proof windows reads and writes
+    /// (Engine.close_proofs), as JSON; None if the host is not stored typed or the close is not
+    /// the store's (its outbox marked: a retry).
+    fn proof_part<'py>(&self, py: Python<'py>, host_id: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let inner = self.lock()?;
+        let Some(Entry { host: Host::Typed(st), .. }) = inner.hosts.get(host_id) else { return Ok(None) };
+        Ok(st.proof_part(host_id).map(|json| PyBytes::new(py, &json)))
+    }
+
+    /// Engine.close_proofs' results on ``part`` (``proof_part``'s JSON) written into the host's
+    /// state: the proof windows but those ``kept`` dropped, ``closed_proof``, the chain (JSON)
+    /// and the outbox entries (topic, key, value) appended, the state dirty. (True, and
+    /// Engine.next_look_us of the state after); or (False, None), the state untouched, if its part
+    /// changed since (a record applied meanwhile: close again later) or the host is not stored
+    /// typed.
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::type_complexity)]
+    fn close_proofs(&self, host_id: &str, part: &[u8], kept: Vec<i64>, closed_proof: i64, chain_json: &str,
+                    entries: Vec<(String, String, String)>, now_us: i64) -> PyResult<(bool, Option<(i64, i64)>)> {
+        serde_json::from_str::<serde::de::IgnoredAny>(chain_json).map_err(value_error)?;
+        let mut inner = self.lock()?;
+        let c = &self.cfg.closing;
+        let Some(Entry { host: Host::Typed(st), dirty, .. }) = inner.hosts.get_mut(host_id) else {
+            return Ok((false, None));
+        };
+        if st.close_proofs(host_id, part, &kept, closed_proof, chain_json, &entries).is_none() {
+            return Ok((false, None));
+        }
+        *dirty = true;
+        compact(st, &self.cfg);
+        Ok((true, st.next_look(c, now_us)))
     }
 
     /// ``state["outbox_mark"] = marks`` (the JSON of processors.app._mark_outboxes' dict), then the
@@ -1058,5 +1113,6 @@ impl HostStore {
 #[pymodule]
 fn hm_ingest(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HostStore>()?;
+    m.add("BOOTS_KEPT", BOOTS_KEPT)?;
     Ok(())
 }

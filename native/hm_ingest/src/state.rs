@@ -1037,6 +1037,29 @@ impl State {
         set_in(text, seen.get_or_insert_with(SmallVec::new), key, v);
     }
 
+    /// validation.mark_seen's first sight of a boot, `seqs[schema][boot] = [seq, []]` (a new
+    /// schema and the boot go last; past ``kept`` boots the oldest go), and Engine.ingest's new
+    /// baseline, `last = {boot_id, seq, counters}`. Returns the boot's range.
+    pub fn first_sight(&mut self, schema: &str, boot: &str, seq: i64, counters: [ONum; 5], kept: usize) -> S {
+        let id = push(&mut self.text, boot);
+        let missing = push(&mut self.text, "[]");
+        let si = match self.seqs.iter().position(|(k, _)| slice(&self.text, *k) == schema) {
+            Some(i) => i,
+            None => {
+                let k = push(&mut self.text, schema);
+                self.seqs.push((k, SmallVec::new()));
+                self.seqs.len() - 1
+            }
+        };
+        let boots = &mut self.seqs[si].1;
+        boots.push(Boot { id, top: seq, missing });
+        if boots.len() > kept {
+            boots.drain(..boots.len() - kept);
+        }
+        self.last = Some(Last { boot: id, seq, counters });
+        id
+    }
+
     /// A range holding ``s`` as a source: one some window already lists, else appended.
     pub fn source(&mut self, s: &str) -> S {
         for (_, f) in &self.windows {

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import random
 from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -197,11 +198,13 @@ def test_timer_with_chunks_in_flight(tmp_path, signer, monkeypatch, seed):
     assert rejected == settled[1]
 
 
-def test_a_host_closed_in_python_goes_back_to_the_store_for_its_queued_records(tmp_path, signer, monkeypatch):
-    """A proof window is Python's to close, on the state taken out of the store. The host's records
-    already queued for the ingest thread find it back in the store (Processor._restore): taken
-    there, not declined and replayed in Python. And a host's first usage record goes to Python
-    directly: the store would decline it (no baseline yet)."""
+@pytest.mark.parametrize("ebpf", [False, True], ids=["closed-in-the-store", "closed-in-python"])
+def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_path, signer, monkeypatch, ebpf):
+    """A due proof window closes in the store, with only the proof part through Python
+    (native.close_proofs); with an eBPF snapshot in an open window, in Python on the state taken
+    out, which goes back at once (Processor._restore). Either way the host's records already queued
+    for the ingest thread are taken in the store, not declined and replayed in Python. And a host's
+    first usage record is the store's too (the first of its boot: a new baseline)."""
     import threading
 
     proc, clock, acked, rejected, sent = app(tmp_path, signer, monkeypatch, native=True)
@@ -209,30 +212,43 @@ def test_a_host_closed_in_python_goes_back_to_the_store_for_its_queued_records(t
     start = NOW - 30 * S  # records at x0.25 s: the one at 980.25 passes the proof window [970, 980)'s end
     msgs = [host.message("hm.inventory.v1", host.inventory(start))]
     msgs += [host.message("hm.usage.v1", host.usage(start + i * S, elapsed_s=1.0)) for i in range(12)]
+    if ebpf:  # snapshots in the 2 s window [978, 980), due at the close, and past its end
+        msgs[12:12] = [host.message("hm.ebpf.v1", host.ebpf_sched(start + i * S, procfs_busy_s=0.5, elapsed_s=1.0))
+                       for i in (9, 10)]
     batch = [(offset, *msg) for offset, msg in enumerate(msgs)]
     hid = host.host_id
     queued = threading.Event()
+    python_closes = 0
+    close_due = proc.engine.close_due
+
+    def counted_close_due(*args: Any) -> int:
+        nonlocal python_closes
+        python_closes += 1
+        return close_due(*args)
+
+    monkeypatch.setattr(proc.engine, "close_due", counted_close_due)
 
     async def scenario():
         for i in range(3):  # the inventory; the first usage record; the second
             await proc._on_batch(messages(batch[i:i + 1]))
             await proc._settle()
-            assert (hid in proc.native_keys) == (i == 2), i
-        assert proc.stats["native"] == 1 and proc.stats["declined"] == 0
-        await proc._on_batch(messages(batch[3:12]))
+            assert (hid in proc.native_keys) == (i >= 1), i
+        assert proc.stats["native"] == 2 and proc.stats["declined"] == 0
+        await proc._on_batch(messages(batch[3:-1]))
         await proc._settle()
-        assert proc.stats["native"] == 10
+        assert proc.stats["native"] == 11
         # the ingest thread busy: the last record waits in the queue while the timer closes the host
         proc.ingest_pool.submit(queued.wait)
-        await proc._on_batch(messages(batch[12:]))
+        await proc._on_batch(messages(batch[-1:]))
         assert len(proc.inflight) == 1 and not proc.inflight[0].taken.done()
         states, closed = proc._close_due(clock.now, set(range(6)))
+        assert python_closes == (1 if ebpf else 0)
         assert states == [] and [h for h, _ in closed] == [hid]
         assert "hm.proofs.v1" in {entry[0] for entry in closed[0][1]}, "the proof window closed"
-        assert hid in proc.native_keys, "back in the store"
+        assert hid in proc.native_keys, "in the store"
         queued.set()
         await proc._settle()
-        assert proc.stats["native"] == 11 and proc.stats["declined"] == 0
+        assert proc.stats["native"] == 12 and proc.stats["declined"] == 0
         await proc._deliver(states, closed)
         await proc._checkpoint()
 

@@ -329,22 +329,33 @@ class Duo:
         return outs
 
     def close(self, now_us: int, deliver: float = 1.0, rng: random.Random | None = None) -> None:
-        """The timer on both sides: A closes in the store (HostStore.close_aggs) where it can, else in
-        Python on the state taken out; B in Python. The outputs, the states and the next looks must be
-        equal. Then, as processors.app delivers (``deliver``: the share of the outboxes sent), the
-        outbox is marked and the sent entries trimmed: A in the store (mark, trim), B in Python."""
+        """The timer on both sides: A closes in the store where it can (HostStore.close_aggs, and a
+        due proof window by native.close_proofs, as processors.app does), else in Python on the
+        state taken out; B in Python. The outputs, the states and the next looks must be equal.
+        Then, as processors.app delivers (``deliver``: the share of the outboxes sent), the outbox
+        is marked and the sent entries trimmed: A in the store (mark, trim), B in Python."""
         outs: list[list[Any]] = [[], []]
         natively: dict[str, tuple[list, Any]] = {}
         for host_id in self.b:
+            proof_wins = len(self.a(host_id)["windows"]["proof"])
             try:
                 closed = self.store.close_aggs([host_id], now_us)[0]
+                proofs_closed = None
+                if closed is not None and closed[2]:
+                    proofs_closed = native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
+                    assert proofs_closed is not None, "no record came between close_aggs and close_proofs"
             except Exception as err:  # noqa: BLE001 - it must decline, not raise
-                pytest.fail(f"HostStore.close_aggs raised {err!r}\nstream:\n" + "\n".join(self.log[-60:]),
+                pytest.fail(f"the native close raised {err!r}\nstream:\n" + "\n".join(self.log[-60:]),
                             pytrace=False)
             if closed is not None:
-                natively[host_id] = closed
-                outs[0].append(len(closed[0]))
-                self.stats["closed_natively" if closed[0] else "looked_natively"] += 1
+                entries, looks = closed[0], closed[1]
+                if proofs_closed is not None:
+                    entries, looks = entries + proofs_closed[0], proofs_closed[1]
+                    self.stats["proofs_closed_natively"] += 1
+                natively[host_id] = (entries, looks)
+                # windows closed: an entry per dashboard window, and the proof windows gone
+                outs[0].append(len(closed[0]) + proof_wins - len(self.a(host_id)["windows"]["proof"]))
+                self.stats["closed_natively" if entries else "looked_natively"] += 1
             for side, state in enumerate((None if closed is not None else self.a(host_id), self.b[host_id])):
                 if state is None:
                     continue
@@ -980,12 +991,47 @@ def test_clean_stream_takes_the_fast_path() -> None:
     assert fast >= 0.9 * 149, f"only {fast} of 149 clean records after the first took the fast path"
     outbox = duo.sent.get(gen.h.host_id, []) + duo.b[gen.h.host_id]["outbox"]
     assert duo.stats["closed_natively"] >= 10, duo.stats
+    assert duo.stats["proofs_closed_natively"] >= 2, duo.stats
     assert any(t == "hm.proofs.v1" for t, *_ in outbox) and any(t == "hm.usage.agg.1m.v1" for t, *_ in outbox)
 
 
+def test_native_proof_close_declines_when_a_record_came_between() -> None:
+    """HostStore.close_proofs writes the Python engine's proof close back only onto the state it was
+    worked out from: a record applied after proof_part (the ingest thread runs meanwhile) leaves the
+    state untouched, and closing again gives what the Python engine gives on the whole state."""
+    duo, gen = start(clean=0)
+    host = gen.h.host_id
+    for _ in range(30):
+        duo.feed(gen.usage(state=duo.b[host]))
+    later = gen.now + 65 * S  # the proof windows open so far have ended, and their topic gone silent
+    closed = duo.store.close_aggs([host], later)[0]
+    assert closed is not None and closed[2] is True, "a proof window is due"
+    duo.ref._close_aggs(duo.b[host], later)  # B as the store is now: its dashboard windows closed
+    part = duo.store.proof_part(host)
+    assert part is not None and orjson.loads(part)["outbox"] == []
+    worked = orjson.loads(part)
+    assert duo.engine.close_proofs(worked, later, duo.signer) >= 1
+    stale = (host, part, [int(s) for s in worked["windows"]["proof"]], worked["closed"]["proof"],
+             orjson.dumps(worked["chain"]).decode(), [tuple(e[:3]) for e in worked["outbox"]], later)
+    assert duo.feed(gen.usage(state=duo.b[host])) == ("accepted", True), "a record meanwhile, in the store"
+    before = duo.a_raw(host)
+    assert duo.store.close_proofs(*stale) == (False, None), "the part changed: declined"
+    assert duo.a_raw(host) == before, "declined: untouched"
+    again = native.close_proofs(duo.store, duo.engine, duo.signer, host, later)
+    assert again is not None
+    duo.ref.close_proofs(duo.b[host], later, duo.signer)
+    assert duo.a_raw(host) == orjson.dumps(duo.b[host]), "closed again: as the Python engine closes it"
+    assert again == ([tuple(e[:3]) for e in duo.b[host]["outbox"][len(closed[0]):]],
+                     duo.ref.next_look_us(duo.b[host], later))
+    assert duo.store.close_proofs(host + "-other", part, [], 0, "{}", [], later) == (False, None)
+    with pytest.raises(ValueError):
+        duo.store.close_proofs(host, part, [], 0, "{not json", [], later)
+
+
 def test_native_close_declines_what_python_must_close() -> None:
-    """HostStore.close_aggs leaves the state untouched (None) when a proof window is due, when the
-    outbox holds entries (a retry), or when a window holds an eBPF snapshot; it closes otherwise."""
+    """HostStore.close_aggs leaves the state untouched (None) when the outbox holds entries (a
+    retry), or when a window holds an eBPF snapshot; it closes otherwise, and says when a proof
+    window is due."""
     duo, gen = start(clean=0)
     host = gen.h.host_id
     for _ in range(12):  # from T0 (37.5 s into a minute): the 10 s window [30, 40) ended, the proof window open
@@ -995,7 +1041,7 @@ def test_native_close_declines_what_python_must_close() -> None:
     assert closed is not None and len(closed[0]) >= 1, "a 10 s window had ended: closed in the store"
     assert duo.store.close_aggs([host], gen.now)[0] is None, "its outbox is not sent yet"
     assert duo.store.mark(host, '{"hm.usage.agg.10s.v1:0":7}') is not None and duo.store.trim(host, len(closed[0]))
-    assert duo.store.close_aggs([host], gen.now)[0] == ([], closed[1]), "sent; nothing more due: a look, no entry"
+    assert duo.store.close_aggs([host], gen.now)[0] == ([], closed[1], False), "sent; nothing due: a look, no entry"
     duo.store.load(host, before, False)  # back to the state before the close
     state = orjson.loads(before)
     state["outbox"] = [["hm.usage.agg.10s.v1", "k", "{}", host]]
@@ -1003,8 +1049,9 @@ def test_native_close_declines_what_python_must_close() -> None:
     assert duo.store.close_aggs([host], gen.now)[0] is None, "an outbox not sent yet"
     assert duo.a_raw(host) == orjson.dumps(state), "declined: untouched"
     duo.store.load(host, before, False)
-    assert duo.store.close_aggs([host], gen.now + 120 * S)[0] is None, "the proof window is due"
-    assert duo.a_raw(host) == before
+    later = duo.store.close_aggs([host], gen.now + 120 * S)[0]
+    assert later is not None and later[2] is True, "the dashboard windows closed; the proof window is due"
+    duo.store.load(host, before, False)
     duo.feed(gen.ebpf())
     duo.feed(gen.usage(state=duo.b[host]))
     with_ebpf = duo.a_raw(host)
@@ -1385,7 +1432,7 @@ def test_a_decline_blocks_the_host_until_unblocked() -> None:
     stored or not, and even if its state is loaded again, until unblock."""
     duo, gen = start(clean=3)
     h1, h2 = gen.h.host_id, gen.h2.host_id
-    assert duo.feed(gen.usage(host=gen.h2, state=duo.b[h2]))[0] == "accepted"  # its boot's first, by Python
+    assert duo.feed(gen.usage(host=gen.h2, state=duo.b[h2]))[0] == "accepted"  # its boot's first
     store = make_store(DEFAULT)
     store.load(h1, duo.a_raw(h1), False)
     store.load(h2, duo.a_raw(h2), False)
@@ -1407,3 +1454,33 @@ def test_a_decline_blocks_the_host_until_unblocked() -> None:
     assert store.ingest([item(good[0])], good[0].now_us) == [orjson.loads(good[0].value)["ts"]]
     store.clear()
     assert store.blocked() == [] and len(store) == 0
+
+
+def test_the_store_tracks_as_many_boots_as_the_engine() -> None:
+    """A boot's first record in the store drops the oldest boot's seqs past hm_ingest.BOOTS_KEPT, as
+    validation.mark_seen does past its BOOTS_KEPT."""
+    import hm_ingest
+
+    from processors import validation
+
+    assert hm_ingest.BOOTS_KEPT == validation.BOOTS_KEPT
+
+
+def test_first_records_of_new_boots_take_the_fast_path() -> None:
+    """A host's first usage record, and the first of each later boot, are the store's (a new
+    baseline, nothing to check the counters against), as the Python engine makes them: boots past
+    BOOTS_KEPT dropped from seqs, a late record of a dropped boot and one of the baseline's own
+    boot, once dropped, left to Python."""
+    duo, gen = start(clean=0)
+    host = gen.h.host_id
+    assert duo.a(host)["last"] is None
+    assert duo.feed(gen.usage(state=duo.b[host])) == ("accepted", True), "the host's first usage record"
+    for _ in range(3):
+        clean(duo, gen, 3)
+        old = gen.usage(state=duo.b[host])  # withheld: the old boot's, delivered after the reboot
+        gen.reboot()
+        assert duo.feed(gen.usage(state=duo.b[host])) == ("accepted", True), "a new boot's first record"
+        assert duo.a(host)["last"]["boot_id"] == gen.h.boot_id
+    assert len(duo.a(host)["seqs"]["hm.usage.v1"]) == 2
+    out, fast = duo.feed(old)  # of a boot dropped from seqs: a first sight again, but not a new baseline
+    assert not fast and out == "accepted", (out, fast)

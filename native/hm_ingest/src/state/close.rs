@@ -4,15 +4,20 @@
 //!
 //! Why: at 20,000 hosts a 10 s window closes for 2,000 hosts a second, and closing in Python took
 //! each host's whole state out of the store as JSON and back (about a fifth of the worker's
-//! thread). A proof window stays Python's to close (it is signed and chained, once a minute): a
-//! host whose earliest proof window is due, or whose outbox is not empty (a retry), declines here.
+//! thread). A host whose outbox is not empty (a retry) declines here.
 //! The outputs are byte for byte what the Python engine writes (tests/unit/processors/
 //! test_native_ingest.py compares them).
+//!
+//! When a proof window is due as well, the dashboard windows still close here, and the proof
+//! windows' close (Engine.close_proofs: build, check, sign, chain) runs in Python on the part of
+//! the state it reads and writes (`proof_part`, a few hundred bytes), whose results come back with
+//! `close_proofs`: the whole state no longer crosses to Python and back as JSON (about two thirds
+//! of a proof close's cost, docs/PROCESSORS.md).
 use std::cmp::Ordering;
 
 use smallvec::SmallVec;
 
-use super::{push, slice, w_str, AggAcc, Ctx, Family, NumMap, ONum, Slot, State, S, W};
+use super::{push, slice, w_str, w_wins, AggAcc, Ctx, Family, NumMap, ONum, ProofAcc, Slot, State, Wins, S, W};
 use crate::Num::{self, F, I};
 use crate::{RATE_NAMES, SUM_NAMES};
 
@@ -187,11 +192,12 @@ impl State {
         Some((first, look))
     }
 
-    /// Engine.close_due for a state whose due windows are all dashboard windows, its outbox empty
-    /// and unmarked: each due window's aggregate appended to the outbox, agg_seq and closed moved
-    /// on; returns the outbox entries. None (the state untouched) for anything else: a proof window
-    /// due, an outbox not empty, a window with eBPF snapshots, a field not as the engine writes it.
-    pub fn close_aggs(&mut self, host_id: &str, c: &Closing, now_us: i64) -> Option<Vec<Entry>> {
+    /// Engine.close_due's dashboard windows for a state whose outbox is empty and unmarked: each due
+    /// window's aggregate appended to the outbox, agg_seq and closed moved on; returns the outbox
+    /// entries, and whether a proof window is due too (for `proof_part`). None (the state
+    /// untouched) for anything else: an outbox not empty, a window with eBPF snapshots, a field not
+    /// as the engine writes it.
+    pub fn close_aggs(&mut self, host_id: &str, c: &Closing, now_us: i64) -> Option<(Vec<Entry>, bool)> {
         // 1. every read and check, and the outputs written; nothing changed yet
         let host_slot = self.other("host_id").ok()??;
         let mut host_json = Vec::new();
@@ -203,15 +209,10 @@ impl State {
         if self.s(self.other_value(outbox)) != "[]" || self.other("outbox_mark").ok()?.is_some() {
             return None; // a retry: processors.app._mark_outboxes checks what was delivered
         }
-        let proof = self.windows.iter().find_map(|(n, f)| match f {
-            Family::Proof(w) if self.s(*n) == "proof" => Some(w),
-            _ => None,
-        })?;
-        if let Some(first) = proof.iter().map(|(s, _)| *s).min() {
-            if self.due(c, first.checked_add(c.proof_len_us)?, c.proof_grace_s, now_us)? {
-                return None;
-            }
-        }
+        let proof_due = match self.proof_wins()?.iter().map(|(s, _)| *s).min() {
+            Some(first) => self.due(c, first.checked_add(c.proof_len_us)?, c.proof_grace_s, now_us)?,
+            None => false,
+        };
         let seq_slot = self.other("agg_seq").ok()??;
         let mut agg_seq = self.num_map_at(self.other_value(seq_slot))?;
         let mut closed = self.closed.clone();
@@ -241,34 +242,120 @@ impl State {
             }
         }
         if entries.is_empty() {
-            return Some(entries);
+            return Some((entries, proof_due));
         }
         // 2. the writes
         let mut seq_json = Vec::new();
         W { text: &self.text, out: &mut seq_json }.num_map(&agg_seq);
-        let mut box_json = Vec::from(*b"[");
-        for (i, (topic, key, value)) in entries.iter().enumerate() {
-            if i > 0 {
-                box_json.push(b',');
-            }
-            box_json.push(b'[');
-            for (j, part) in [topic.as_str(), key, value, host_id].into_iter().enumerate() {
-                if j > 0 {
-                    box_json.push(b',');
-                }
-                w_str(&mut box_json, part);
-            }
-            box_json.push(b']');
-        }
-        box_json.push(b']');
+        let box_json = self.outbox_json(&[], &entries, host_id);
         for (fam, start) in gone {
             let Family::Agg(wins) = &mut self.windows[fam].1 else { unreachable!() };
             wins.retain(|(s, _)| *s != start);
         }
         self.closed = closed;
         self.set_other("agg_seq", std::str::from_utf8(&seq_json).expect("JSON is UTF-8"))?;
-        self.set_other("outbox", std::str::from_utf8(&box_json).expect("JSON is UTF-8"))?;
-        Some(entries)
+        self.set_other("outbox", &box_json)?;
+        Some((entries, proof_due))
+    }
+
+    /// The proof windows, by start.
+    fn proof_wins(&self) -> Option<&Wins<ProofAcc>> {
+        self.windows.iter().find_map(|(n, f)| match f {
+            Family::Proof(w) if self.s(*n) == "proof" => Some(w),
+            _ => None,
+        })
+    }
+
+    /// An outbox's JSON: the entries kept (ranges of the text), then the new ones of ``host_id``,
+    /// each [topic, key, value, host_id] as the engine appends them.
+    fn outbox_json(&self, kept: &[S], entries: &[Entry], host_id: &str) -> String {
+        let mut out = Vec::from(*b"[");
+        for e in kept {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.s(*e).as_bytes());
+        }
+        for (topic, key, value) in entries {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            for (j, part) in [topic.as_str(), key, value, host_id].into_iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                w_str(&mut out, part);
+            }
+            out.push(b']');
+        }
+        out.push(b']');
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    /// The part of the state that Engine.close_proofs reads and writes, as JSON: {"host_id", "key",
+    /// "inventory", "chain", "closed": {"proof"}, "windows": {"proof"}, "wm", "seen", "outbox": []}.
+    /// None where the close is not the store's: the outbox marked (a retry), a field not as the
+    /// engine writes it.
+    pub fn proof_part(&self, host_id: &str) -> Option<Vec<u8>> {
+        let host = self.other_value(self.other("host_id").ok()??);
+        let mut host_json = Vec::new();
+        w_str(&mut host_json, host_id);
+        if self.s(host).as_bytes() != host_json.as_slice() || self.other("outbox_mark").ok()?.is_some() {
+            return None;
+        }
+        self.other("outbox").ok()??;
+        let key = self.other_value(self.other("key").ok()??);
+        let chain = self.other_value(self.other("chain").ok()??);
+        let Some(&(_, closed @ I(_))) = self.closed.iter().find(|(k, _)| self.s(*k) == "proof") else { return None };
+        let proof = self.proof_wins()?;
+        let mut out = Vec::with_capacity(512 + proof.len() * 1024);
+        let w = &mut W { text: &self.text, out: &mut out };
+        w.b(b"{\"host_id\":");
+        w.raw(host);
+        w.b(b",\"key\":");
+        w.raw(key);
+        w.b(b",\"inventory\":");
+        w.raw(self.inventory);
+        w.b(b",\"chain\":");
+        w.raw(chain);
+        w.b(b",\"closed\":{\"proof\":");
+        w.num(closed);
+        w.b(b"},\"windows\":{\"proof\":");
+        w_wins(w, proof);
+        w.b(b"},\"wm\":");
+        w.num_map(&self.wm);
+        w.b(b",\"seen\":");
+        w.num_map(self.seen.as_deref().unwrap_or_default());
+        w.b(b",\"outbox\":[]}");
+        Some(out)
+    }
+
+    /// What Engine.close_proofs did to ``part`` (from `proof_part`), written into the state: the
+    /// proof windows but those ``kept`` dropped, closed["proof"], the chain, and the new outbox
+    /// entries appended. None (the state untouched) if the state's part is no longer ``part`` (a
+    /// record applied meanwhile: the close is done again at the next look) or a kept window is
+    /// not there.
+    pub fn close_proofs(&mut self, host_id: &str, part: &[u8], kept: &[i64], closed_proof: i64,
+                        chain_json: &str, entries: &[Entry]) -> Option<()> {
+        if self.proof_part(host_id)? != part {
+            return None;
+        }
+        let fam = self.windows.iter().position(|(n, f)| matches!(f, Family::Proof(_)) && self.s(*n) == "proof")?;
+        let Family::Proof(wins) = &self.windows[fam].1 else { return None };
+        if !kept.iter().all(|k| wins.iter().any(|(s, _)| s == k)) {
+            return None;
+        }
+        let closed_i = self.closed.iter().position(|(k, _)| self.s(*k) == "proof")?;
+        let outbox = self.other_value(self.other("outbox").ok()??);
+        let box_json = self.outbox_json(&self.elements(outbox)?, entries, host_id);
+        // the writes
+        let Family::Proof(wins) = &mut self.windows[fam].1 else { unreachable!() };
+        wins.retain(|(s, _)| kept.contains(s));
+        self.closed[closed_i].1 = I(closed_proof);
+        self.set_other("chain", chain_json)?;
+        self.set_other("outbox", &box_json)?;
+        Some(())
     }
 
     /// aggregation.finish's record, as orjson.dumps writes it; None where Python would raise or
