@@ -140,6 +140,16 @@ def faults_and_switches(proc: psutil.Process) -> tuple[int, int, int]:
     return minflt, ctx.voluntary, ctx.involuntary
 
 
+def machine_shares(before: Any, after: Any) -> dict[str, float]:
+    """Shares of the machine's CPU time between two psutil.cpu_times(): busy, idle (iowait included)
+    and steal (time the hypervisor gave this VM's CPUs to others: where this VM's speed goes)."""
+    d = {k: getattr(after, k) - getattr(before, k) for k in after._fields}
+    total = sum(v for k, v in d.items() if k not in ("guest", "guest_nice")) or 1e-9
+    idle = d.get("idle", 0.0) + d.get("iowait", 0.0)
+    steal = d.get("steal", 0.0)
+    return {"busy": (total - idle - steal) / total, "idle": idle / total, "steal": steal / total}
+
+
 def broker_process(bootstrap: str) -> psutil.Process | None:
     """The local broker listening on the bootstrap port, if it runs on this machine: its CPU
     shares the cores with the workers, so it bounds what they can reach."""
@@ -190,6 +200,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, Any]:
         threads0 = thread_cpu_s(procs[0])
         broker = broker_process(settings.bootstrap)
         broker0 = cpu_s(broker) if broker else 0.0
+        machine0 = psutil.cpu_times()
         t_ready = time.monotonic()
         lag_trace = []
         while True:
@@ -209,6 +220,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, Any]:
         times1 = procs[0].cpu_times()
         counters = [b - a for a, b in zip(counters0, faults_and_switches(procs[0]))]
         broker_cpu = cpu_s(broker) - broker0 if broker else None
+        machine = machine_shares(machine0, psutil.cpu_times())
         rss1 = sum(p.memory_info().rss for p in procs)
         rejected1 = await end_offsets(settings, [REJECTED])
         proofs1 = await end_offsets(settings, [PROOFS])
@@ -242,6 +254,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, Any]:
             "main_busy": threads.get(workers[0].pid, 0.0) / drain_s,
             "others_busy": sum(t for tid, t in threads.items() if tid != workers[0].pid) / drain_s,
             "user_s": times1.user - times0.user, "system_s": times1.system - times0.system,
+            "machine": machine,
             "minflt": counters[0], "ctx_voluntary": counters[1], "ctx_involuntary": counters[2],
             "probe_idle_us": probe_idle, "probe_drain_us": statistics.median(probes) if probes else None}
 
@@ -393,6 +406,9 @@ async def main() -> None:
             ("CPU probe (fixed Python work) idle / median over the drain",
              f"{t['probe_idle_us'] / 1000:.1f} ms / "
              + ("n/a" if t["probe_drain_us"] is None else f"{t['probe_drain_us'] / 1000:.1f} ms")),
+            ("the machine over the drain: busy / idle / stolen by the hypervisor",
+             " / ".join(f"{t['machine'][k]:.0%}" for k in ("busy", "idle", "steal"))
+             + f" of {os.cpu_count()} CPUs"),
             ("broker CPU per record (same cores)",
              "not local" if t["broker_cpu_us"] is None else f"{t['broker_cpu_us']:.0f} us"),
             ("worker RSS ready / drained", f"{t['rss0_mb']:.0f} MB / {t['rss1_mb']:.0f} MB"),
