@@ -952,18 +952,18 @@ class Processor:
                 if closed is None:
                     continue
                 entries, looks, proof_due = closed
+                if proof_due:
+                    proofs_closed = native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
+                    if proofs_closed is None:
+                        # the store declined (a record applied meanwhile): the proof windows close in
+                        # Python below, on the whole state, whose outbox holds the entries just closed
+                        continue
+                    entries, looks = entries + proofs_closed[0], proofs_closed[1]
                 done.add(host_id)
-                proofs_closed = (native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
-                                 if proof_due else None)
-                if proofs_closed is not None:
-                    entries = entries + proofs_closed[0]
-                    looks = proofs_closed[1]
                 if entries:
                     closed_natively.append((host_id, [[*entry, host_id] for entry in entries]))
                     self.stats["native_closes"] += 1
                 self._set_looks(host_id, looks)
-                if proof_due and proofs_closed is None:
-                    self.due[host_id] = now_us  # the store declined (a record applied meanwhile): next tick
             hosts = [h for h in hosts if h not in done]
         states: list[dict[str, Any]] = []
         for host_id in hosts:

@@ -198,13 +198,16 @@ def test_timer_with_chunks_in_flight(tmp_path, signer, monkeypatch, seed):
     assert rejected == settled[1]
 
 
-@pytest.mark.parametrize("ebpf", [False, True], ids=["closed-in-the-store", "closed-in-python"])
-def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_path, signer, monkeypatch, ebpf):
+@pytest.mark.parametrize("how", ["store", "python", "store-declines"])
+def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_path, signer, monkeypatch, how):
     """A due proof window closes in the store, with only the proof part through Python
-    (native.close_proofs); with an eBPF snapshot in an open window, in Python on the state taken
+    (native.close_proofs); with an eBPF snapshot in a due window, in Python on the state taken
     out, which goes back at once (Processor._restore). Either way the host's records already queued
     for the ingest thread are taken in the store, not declined and replayed in Python. And a host's
-    first usage record is the store's too (the first of its boot: a new baseline)."""
+    first usage record is the store's too (the first of its boot: a new baseline). If the store
+    declines the proof close (a record applied meanwhile), Python closes the proof windows on the
+    whole state, whose outbox holds the dashboard windows the store closed: each output sent once."""
+    ebpf = how == "python"
     import threading
 
     proc, clock, acked, rejected, sent = app(tmp_path, signer, monkeypatch, native=True)
@@ -227,6 +230,8 @@ def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_pa
         return close_due(*args)
 
     monkeypatch.setattr(proc.engine, "close_due", counted_close_due)
+    if how == "store-declines":
+        monkeypatch.setattr(app_module.native, "close_proofs", lambda *args: None)
 
     async def scenario():
         for i in range(3):  # the inventory; the first usage record; the second
@@ -242,13 +247,20 @@ def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_pa
         await proc._on_batch(messages(batch[-1:]))
         assert len(proc.inflight) == 1 and not proc.inflight[0].taken.done()
         states, closed = proc._close_due(clock.now, set(range(6)))
-        assert python_closes == (1 if ebpf else 0)
-        assert states == [] and [h for h, _ in closed] == [hid]
-        assert "hm.proofs.v1" in {entry[0] for entry in closed[0][1]}, "the proof window closed"
-        assert hid in proc.native_keys, "in the store"
+        assert python_closes == (0 if how == "store" else 1)
+        if how == "store-declines":
+            assert closed == [] and [state["host_id"] for state in states] == [hid]
+            topics = [entry[0] for entry in states[0]["outbox"]]
+            assert "hm.proofs.v1" in topics and any(t.startswith("hm.usage.agg") for t in topics)
+            assert hid not in proc.native_keys, "in Python until delivered"
+        else:
+            assert states == [] and [h for h, _ in closed] == [hid]
+            assert "hm.proofs.v1" in {entry[0] for entry in closed[0][1]}, "the proof window closed"
+            assert hid in proc.native_keys, "in the store"
         queued.set()
         await proc._settle()
-        assert proc.stats["native"] == 12 and proc.stats["declined"] == 0
+        declined = 1 if how == "store-declines" else 0  # the queued record found its host gone
+        assert proc.stats["native"] == 12 - declined and proc.stats["declined"] == declined
         await proc._deliver(states, closed)
         await proc._checkpoint()
 
@@ -259,6 +271,8 @@ def test_a_host_s_queued_records_find_it_in_the_store_after_a_proof_close(tmp_pa
     assert rejected == []
     assert acked == list(range(len(batch)))
     assert [topic for topic, *_ in sent].count("hm.proofs.v1") == 1
+    values = [value for _topic, _partition, _key, value in sent]
+    assert len(values) == len(set(values)), "each output once"
     state = orjson.loads(proc.table[hid.encode()])
     assert state["outbox"] == [] and "outbox_mark" not in state
     assert state["chain"]["seq"] == 1 and state["last"]["seq"] == orjson.loads(msgs[-1][2])["seq"]
