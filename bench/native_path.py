@@ -67,6 +67,18 @@ def verify_us(rounds: int) -> float:
     return statistics.median(per)
 
 
+def _load(store: Any, engine: Engine, hosts: list[SimHost], base: int, now: int) -> None:
+    """Each host's inventory and first usage record at ``base`` through the Python engine, its state
+    then loaded into the store."""
+    for h in hosts:
+        state = new_state(h.host_id)
+        for topic, rec in (("hm.inventory.v1", h.inventory(base)), ("hm.usage.v1", h.usage(base))):
+            t, _k, v, hd = h.message(topic, rec)
+            record, schema = decode(t, v)
+            engine.ingest(state, record, schema, v, hd, now)
+        store.load(h.host_id, orjson.dumps(state), False)
+
+
 def ingest_us(hosts_n: int, records: int, rounds: int) -> tuple[float, int, int]:
     cfg = ProcessorConfig()
     engine = Engine(cfg)
@@ -76,13 +88,7 @@ def ingest_us(hosts_n: int, records: int, rounds: int) -> tuple[float, int, int]
         now = int(time.time() * S)
         base = now - (records + 5) * S
         hosts = [SimHost(i, seed=f"bench-native-{r}") for i in range(hosts_n)]
-        for h in hosts:
-            state = new_state(h.host_id)
-            for topic, rec in (("hm.inventory.v1", h.inventory(base)), ("hm.usage.v1", h.usage(base))):
-                t, _k, v, hd = h.message(topic, rec)
-                record, schema = decode(t, v)
-                engine.ingest(state, record, schema, v, hd, now)
-            store.load(h.host_id, orjson.dumps(state), False)
+        _load(store, engine, hosts, base, now)
         items = []
         for j in range(1, records + 1):
             for h in hosts:
@@ -108,13 +114,7 @@ def _stored_hosts(hosts_n: int, records: int, seed: str) -> tuple[Any, int]:
     plen = int(cfg.proof_window_s * S)
     base = now - (now % plen) - plen - records * S // 2
     hosts = [SimHost(i, seed=seed) for i in range(hosts_n)]
-    for h in hosts:
-        state = new_state(h.host_id)
-        for topic, rec in (("hm.inventory.v1", h.inventory(base)), ("hm.usage.v1", h.usage(base))):
-            t, _k, v, hd = h.message(topic, rec)
-            record, schema = decode(t, v)
-            engine.ingest(state, record, schema, v, hd, now)
-        store.load(h.host_id, orjson.dumps(state), False)
+    _load(store, engine, hosts, base, now)
     for j in range(1, records):
         items = []
         for h in hosts:
