@@ -48,13 +48,16 @@ def close_proofs(store: hm_ingest.HostStore, engine: Engine, signer: Signer, hos
     into the store. Why: taking the whole state out as JSON and putting it back was about two
     thirds of a proof close's cost (docs/PROCESSORS.md). Returns the outbox entries appended, as
     (topic, key, value), and Engine.next_look_us after; None if the store declined (the state is
-    untouched: a record applied to the host meanwhile, or a retried outbox) and Python must close
-    it on the whole state, or later."""
+    untouched: a record applied to the host meanwhile, or a retried outbox) or the proof close
+    raised (a figure orjson cannot write, say): Python closes it on the whole state."""
     part_json = store.proof_part(host_id)
     if part_json is None:
         return None
     part: dict[str, Any] = orjson.loads(part_json)
-    engine.close_proofs(part, now_us, signer)
+    try:
+        engine.close_proofs(part, now_us, signer)
+    except Exception:  # noqa: BLE001 - the Python path's to raise, on the whole state, as it always did
+        return None
     entries = [(topic, key, value) for topic, key, value, _host in part["outbox"]]
     done, looks = store.close_proofs(host_id, part_json, [int(start) for start in part["windows"]["proof"]],
                                      part["closed"]["proof"], orjson.dumps(part["chain"]).decode(), entries,
