@@ -285,3 +285,24 @@ def test_a_topic_that_stops_is_not_waited_for_past_the_grace(signer):
             assert proof_starts(rig) == []
     # the first window's end + grace (15 s) passed while eBPF was silent: it closed, then the second
     assert proof_starts(rig) == [T0, T0 + 10 * S]
+
+
+def test_figures_no_proof_can_carry_withhold_and_never_raise(signer):
+    """Signed records whose byte counters run past 2**64 (no rule bounds them) make the window's
+    byte figures unwritable: the proof is withheld as malformed, the chain does not move, and the
+    close does not raise (a timer's error stops a faust worker, at every restart)."""
+    rig = Rig()
+    rig.send("hm.inventory.v1", rig.host.inventory(T0))
+    for i in range(10):
+        rec = rig.host.usage(T0 + i * S, elapsed_s=1.0)
+        rec["network"]["rx_bytes"] = float(10 ** 30) * (i + 1)
+        rig.send("hm.usage.v1", rec)
+    rig.engine.close_due(rig.state, T0 + 20 * S, signer)
+    rejected = rig.outbox("hm.rejected.v1")
+    assert [(r["reason"], r["check"]) for r in rejected] == [("malformed", "proof_window")]
+    assert "cannot be written" in rejected[0]["detail"]
+    import schemas
+
+    schemas.validate("hm.rejected.v1", rejected[0])
+    assert rig.outbox("hm.proofs.v1") == [] and rig.state["chain"] == {"seq": 0, "prev_hash": None}
+    assert rig.state["closed"]["proof"] == T0 + 10 * S
