@@ -1,4 +1,4 @@
-"""faust, with three changes to its aiokafka transport that the processors need.
+"""faust, with changes to its aiokafka transport that the processors need.
 
 * **Batches in.** faust hands each fetched record to its conductor, a channel queue and the
   agent's stream, one at a time, each step a few awaits: about 300 µs of CPU per record here,
@@ -18,6 +18,8 @@
 * **Commits that never pass an unacked head** (BatchConsumer._new_offset): records parked for
   their host's inventory stay unacked while later ones are acked, and faust's own check let
   a commit pass them in two cases.
+* **Acks committed before a revocation forgets them** (BatchConsumer.on_partitions_revoked):
+  faust drops a revoked partition's acked offsets before it commits.
 * **A hook after each seek to the committed offsets** (``app.after_seek``): faust seeks once
   an assignment is recovered and its partitions resumed, before the first fetch, so the
   processors pause the usage partitions there while the inventories are read first.
@@ -75,6 +77,22 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def seek(self, partition: Any, offset: int) -> None:
         self.read_heads.pop(partition, None)
         await super().seek(partition, offset)
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        """Commit the revoked partitions' acked offsets before faust forgets them.
+
+        faust (0.15.3) drops a revoked partition's acked offsets first, then waits for its streams
+        and commits only what they ack after that (faust-streaming/faust#502: records processed
+        twice after a rebalance). So whatever was acked since the last periodic commit (every
+        broker_commit_interval) was never committed: the next owner read those records again, as
+        counted duplicates, and a partition with nothing committed yet was reset past them (with
+        the reset "latest", records parked behind them were lost: the rebalance integration test
+        failed so in 4 of 5 runs on a fresh broker). A commit begun before those acks would not
+        carry them, so it is waited for first."""
+        if self.assignment():
+            await self.maybe_wait_for_commit_to_finish()
+            await self.commit(revoked)
+        await super().on_partitions_revoked(revoked)
 
     def ack_many(self, messages: Iterable[Any]) -> None:
         """``Consumer.ack`` for many records: the same bookkeeping (faust 0.15.3), under one hold of

@@ -85,3 +85,35 @@ def test_ack_many_keeps_the_books_as_faust_s_ack_one_by_one():
     assert acked[TP0] == [9, 10, 11, 14] and acked[tp1] == [0, 1, 2] and n == 7
     assert unacked == [(other, 3), (TP0, 7), (TP0, 11)]  # below the commit, a second copy, no acks: tracked still
     assert all(flags)
+
+
+async def test_a_revocation_commits_what_was_acked_before_faust_forgets_it():
+    """faust drops a revoked partition's acked offsets before its own commit at the revocation, so
+    offsets acked since the last periodic commit were never committed (BatchConsumer.
+    on_partitions_revoked). Faked: the broker side only (the assignment, the commit request, the
+    producer's flush) and the app's revocation handler, which records what faust still holds."""
+    consumer = _app_consumer("hm-unit-revoke")
+    tp1 = TP("hm.usage.v1", 1)
+    sent: list[dict] = []
+    held_at_app: list[dict] = []
+
+    async def commit_request(offsets):
+        sent.append(dict(offsets))
+        return True
+
+    async def flushed():
+        return None
+
+    async def app_revoked(revoked):
+        held_at_app.append({tp: list(offsets) for tp, offsets in consumer._acked.items() if offsets})
+
+    consumer.assignment = lambda: {TP0, tp1}
+    consumer._commit = commit_request
+    consumer.app.producer.flush = flushed
+    consumer._on_partitions_revoked = app_revoked
+    consumer.read_heads.update({TP0: 0, tp1: 5})
+    consumer._acked[TP0] = [0, 1]  # acked at a checkpoint, after the last periodic commit
+    consumer._acked[tp1] = [6]     # 5 is parked: nothing of tp1 may be committed
+    await consumer.on_partitions_revoked({TP0, tp1})
+    assert sent == [{TP0: 2}]
+    assert held_at_app == [{}]  # the app's handler still ran, after faust forgot the acks
