@@ -949,16 +949,13 @@ class Processor:
             stored = [h for h in hosts if h in self.native_keys and self._owned(h, assigned)]
             done = set()
             for host_id, closed in zip(stored, self.store.close_aggs(stored, now_us)):
-                if closed is None:
+                finished = None if closed is None else native.finish_close(
+                    self.store, self.engine, self.signer, host_id, closed, now_us)
+                if finished is None:
+                    # not stored, or the store declined the proof close (a record applied meanwhile):
+                    # in Python below, on the whole state
                     continue
-                entries, looks, proof_due = closed
-                if proof_due:
-                    proofs_closed = native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
-                    if proofs_closed is None:
-                        # the store declined (a record applied meanwhile): the proof windows close in
-                        # Python below, on the whole state, whose outbox holds the entries just closed
-                        continue
-                    entries, looks = entries + proofs_closed[0], proofs_closed[1]
+                entries, looks = finished
                 done.add(host_id)
                 if entries:
                     closed_natively.append((host_id, [[*entry, host_id] for entry in entries]))

@@ -48,18 +48,31 @@ def close_proofs(store: hm_ingest.HostStore, engine: Engine, signer: Signer, hos
     into the store. Why: taking the whole state out as JSON and putting it back was about two
     thirds of a proof close's cost (docs/PROCESSORS.md). Returns the outbox entries appended, as
     (topic, key, value), and Engine.next_look_us after; None if the store declined (the state is
-    untouched: a record applied to the host meanwhile, or a retried outbox) or the proof close
-    raised (a figure orjson cannot write, say): Python closes it on the whole state."""
+    untouched: a record applied to the host meanwhile, or a retried outbox): Python closes it on
+    the whole state."""
     part_json = store.proof_part(host_id)
     if part_json is None:
         return None
     part: dict[str, Any] = orjson.loads(part_json)
-    try:
-        engine.close_proofs(part, now_us, signer)
-    except Exception:  # noqa: BLE001 - the Python path's to raise, on the whole state, as it always did
-        return None
+    engine.close_proofs(part, now_us, signer)  # never raises on a host's figures: it withholds them
     entries = [(topic, key, value) for topic, key, value, _host in part["outbox"]]
     done, looks = store.close_proofs(host_id, part_json, [int(start) for start in part["windows"]["proof"]],
                                      part["closed"]["proof"], orjson.dumps(part["chain"]).decode(), entries,
                                      now_us)
     return (entries, looks) if done else None
+
+
+def finish_close(store: hm_ingest.HostStore, engine: Engine, signer: Signer, host_id: str,
+                 closed: tuple[list[tuple[str, str, str]], tuple[int, int] | None, bool], now_us: int
+                 ) -> tuple[list[tuple[str, str, str]], tuple[int, int] | None] | None:
+    """A stored host's close after HostStore.close_aggs (``closed``: its answer for the host, not
+    None): its due proof windows too, if it says one is due (close_proofs). Returns the outbox
+    entries of the whole close and the next looks; None if the proof close is Python's, on the
+    whole state, whose outbox then holds the dashboard entries just closed."""
+    entries, looks, proof_due = closed
+    if not proof_due:
+        return entries, looks
+    proofs_closed = close_proofs(store, engine, signer, host_id, now_us)
+    if proofs_closed is None:
+        return None
+    return entries + proofs_closed[0], proofs_closed[1]

@@ -330,7 +330,7 @@ class Duo:
 
     def close(self, now_us: int, deliver: float = 1.0, rng: random.Random | None = None) -> None:
         """The timer on both sides: A closes in the store where it can (HostStore.close_aggs, and a
-        due proof window by native.close_proofs, as processors.app does), else in Python on the
+        due proof window by native.finish_close, as processors.app does), else in Python on the
         state taken out; B in Python. The outputs, the states and the next looks must be equal.
         Then, as processors.app delivers (``deliver``: the share of the outboxes sent), the outbox
         is marked and the sent entries trimmed: A in the store (mark, trim), B in Python."""
@@ -338,33 +338,29 @@ class Duo:
         natively: dict[str, tuple[list, Any]] = {}
         for host_id in self.b:
             proof_wins = len(self.a(host_id)["windows"]["proof"])
-            agg_entries = 0  # closed by the store before a proof close it declined
             try:
                 closed = self.store.close_aggs([host_id], now_us)[0]
-                proofs_closed = None
-                if closed is not None and closed[2]:
-                    proofs_closed = native.close_proofs(self.store, self.engine, self.signer, host_id, now_us)
-                    if proofs_closed is None:  # the engine raised on the part: Python on the whole state
-                        agg_entries, closed = len(closed[0]), None
-                        self.stats["proof_close_declined"] += 1
+                finished = None if closed is None else native.finish_close(
+                    self.store, self.engine, self.signer, host_id, closed, now_us)
             except Exception as err:  # noqa: BLE001 - it must decline, not raise
                 pytest.fail(f"the native close raised {err!r}\nstream:\n" + "\n".join(self.log[-60:]),
                             pytrace=False)
             if closed is not None:
-                entries, looks = closed[0], closed[1]
-                if proofs_closed is not None:
-                    entries, looks = entries + proofs_closed[0], proofs_closed[1]
-                    self.stats["proofs_closed_natively"] += 1
+                # nothing applies between close_aggs and close_proofs here: the store cannot decline
+                assert finished is not None, "the store declined a proof close with no record in between"
+                entries, looks = finished
                 natively[host_id] = (entries, looks)
                 # windows closed: an entry per dashboard window, and the proof windows gone
                 outs[0].append(len(closed[0]) + proof_wins - len(self.a(host_id)["windows"]["proof"]))
                 self.stats["closed_natively" if entries else "looked_natively"] += 1
+                if closed[2]:
+                    self.stats["proofs_closed_natively"] += 1
             for side, state in enumerate((None if closed is not None else self.a(host_id), self.b[host_id])):
                 if state is None:
                     continue
                 try:
                     engine = self.engine if side == 0 else self.ref
-                    outs[side].append(engine.close_due(state, now_us, self.signer) + (agg_entries if side == 0 else 0))
+                    outs[side].append(engine.close_due(state, now_us, self.signer))
                 except Exception as err:  # noqa: BLE001 - the same on both sides
                     outs[side].append(f"raised {type(err).__name__}")
                 if side == 0:
