@@ -288,15 +288,21 @@ def test_a_topic_that_stops_is_not_waited_for_past_the_grace(signer):
 
 
 def test_figures_no_proof_can_carry_withhold_and_never_raise(signer):
-    """Signed records whose byte counters run past 2**64 (no rule bounds them) make the window's
-    byte figures unwritable: the proof is withheld as malformed, the chain does not move, and the
-    close does not raise (a timer's error stops a faust worker, at every restart)."""
+    """Signed records within every rule (each counter u64) whose byte counts over the window still
+    sum past 2**64 (a counter near 2**64 in each of four boots) make the window's byte figures
+    unwritable: the proof is withheld as malformed, the chain does not move, and the close does
+    not raise (a timer's error stops a faust worker, at every restart)."""
+    import uuid
+
     rig = Rig()
     rig.send("hm.inventory.v1", rig.host.inventory(T0))
-    for i in range(10):
+    for i in range(8):
+        if i % 2 == 0:
+            rig.host.boot_id = str(uuid.uuid4())
         rec = rig.host.usage(T0 + i * S, elapsed_s=1.0)
-        rec["network"]["rx_bytes"] = float(10 ** 30) * (i + 1)
+        rec["network"]["rx_bytes"] = float(2**64 - 2**12) if i % 2 else 0.0
         rig.send("hm.usage.v1", rec)
+    assert rig.outbox("hm.rejected.v1") == []
     rig.engine.close_due(rig.state, T0 + 20 * S, signer)
     rejected = rig.outbox("hm.rejected.v1")
     assert [(r["reason"], r["check"]) for r in rejected] == [("malformed", "proof_window")]

@@ -28,6 +28,26 @@ def test_schema_wrong_name_and_wrong_type():
     assert v.check_schema(rec, "hm.usage.v1") == "hm.usage.v1"
 
 
+@pytest.mark.parametrize("path", [("disk", "read_bytes"), ("network", "tx_bytes"),
+                                  ("load", "psi", "io", "some_total_us"), ("memory", "used_bytes")])
+def test_counters_past_u64_are_schema_rejections(path):
+    """A byte count or kernel counter is u64 where a host reads it: 2**64 - 1 passes, 2**64 cannot
+    come from a host (its aggregates would show absurd rates; its proof figures could not be
+    written)."""
+    rec = SimHost(1).usage(NOW)
+    rec.setdefault("memory", {})
+    *parents, leaf = path
+    section = rec
+    for key in parents:
+        section = section[key]
+    section[leaf] = 2**64 - 1
+    assert v.check_schema(rec, "hm.usage.v1") == "hm.usage.v1"
+    section[leaf] = 2**64
+    with pytest.raises(v.Rejection) as e:
+        v.check_schema(rec, "hm.usage.v1")
+    assert e.value.code == "schema" and leaf in e.value.detail
+
+
 def test_signature_and_key_rules():
     h, other = SimHost(1), SimHost(2)
     inv = h.inventory(NOW)
