@@ -952,7 +952,7 @@ class Processor:
                 finished = None if closed is None else native.finish_close(
                     self.store, self.engine, self.signer, host_id, closed, now_us)
                 if finished is None:
-                    # not stored, or the store declined the proof close (a record applied meanwhile):
+                    # the store declined the close (or, a record applied meanwhile, the proof close):
                     # in Python below, on the whole state
                     continue
                 entries, looks = finished
