@@ -265,6 +265,8 @@ class Engine:
         host, chain = state["host_id"], state["chain"]
         state["closed"]["proof"] = max(state["closed"]["proof"], start + self.proof_len_us)
         host_key_id = key_id(base64.b64decode(state["key"])) if state["key"] else ""
+        payload: dict[str, Any] | None
+        data: bytes | None
         try:
             payload = proofs.build_payload(
                 acc, host_id=host, start_us=start, length_us=self.proof_len_us, grace_us=0,
@@ -273,21 +275,18 @@ class Engine:
             verdicts = proofs.check_window(payload, self.cfg)
             data = proofs.payload_bytes(payload)
         except (TypeError, ValueError, OverflowError) as err:
-            # Figures no proof can carry (byte counts past 2**64, an infinite sum): signed records
-            # with absurd counters. Withheld, never a crash: an exception here stopped the worker at
-            # every restart (faust crashes the app on a timer's error).
-            rej = rejection_record("malformed", "proof_window",
-                                   f"the window's figures cannot be written ({type(err).__name__}: {err}); "
-                                   "proof withheld", host_id=host, topic=PROOFS_TOPIC, value=None, now_us=now_us)
-            state["outbox"].append([REJECTED_TOPIC, host, orjson.dumps(rej).decode(), host])
-            return
+            # Figures no proof can carry (byte counts summed past 2**64, an infinite sum): one more
+            # verdict, filed without a payload. Withheld, never a crash: an exception here stopped
+            # the worker at every restart (faust crashes the app on a timer's error).
+            payload, data = None, None
+            verdicts = [("malformed", f"the window's figures cannot be written ({type(err).__name__}: {err})")]
         withheld = any(code != "source_disagreement" for code, _ in verdicts)
         for code, detail in verdicts:
             rej = rejection_record(code, "proof_window", detail + ("; proof withheld" if withheld else
                                                                     "; proof issued with the flag"),
                                    host_id=host, topic=PROOFS_TOPIC, value=data, record=payload, now_us=now_us)
             state["outbox"].append([REJECTED_TOPIC, host, orjson.dumps(rej).decode(), host])
-        if withheld:
+        if withheld or data is None:
             return
         envelope = signer.sign(data)
         state["outbox"].append([PROOFS_TOPIC, host, orjson.dumps(envelope).decode(), host])
