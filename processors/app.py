@@ -84,14 +84,18 @@ OUTPUT_TOPICS = ("hm.usage.agg.10s.v1", "hm.usage.agg.1m.v1", "hm.proofs.v1", RE
 
 
 def tune_gc() -> None:
-    """Fewer cyclic garbage collections in a worker. Each record allocates a few hundred objects
-    (the decoded JSON), so with the default thresholds (700, 10, 10) the collector runs every
-    few records and keeps re-walking the long-lived host states and faust's own objects, which
-    are acyclic and never garbage: the drain rate went from 3,700-3,900 to 5,300 records/s with
-    these settings (docs/PROCESSORS.md). Cycles are still collected, less often; what exists at
-    start (imports, faust's app) is frozen out of the scans."""
+    """Fewer cyclic garbage collections in a worker. A young-generation collection walks every
+    tracked object allocated since the last one and still alive, and in a drain most are: each
+    record's faust message waits for the next checkpoint (up to 200,000 records), and the fetch in
+    hand holds aiokafka's and faust's objects of up to 8,000 records. With the default thresholds
+    (700, 10, 10) the collector ran every few records; at 50,000 it still ran about once a fetch,
+    123 times in a 20,000-host drain for 3.0 s of the worker's one interpreter thread (gc.callbacks,
+    timed). At 400,000, with a settled record's headers dropped as well as its value (one object a
+    record waits for the checkpoint, not four), it ran 4 times for 0.7 s (docs/PROCESSORS.md).
+    Cycles are still collected, less often: at most 400,000 objects of garbage wait for it. What
+    exists at start (imports, faust's app) is frozen out of the scans."""
     gc.freeze()
-    gc.set_threshold(50_000, 50, 1_000)
+    gc.set_threshold(400_000, 50, 1_000)
 
 
 def _decode(msg: Any) -> Any:
@@ -362,7 +366,9 @@ class Processor:
             verified = await checking
             for msg, dec in zip(chunk, decoded):
                 if await self._handle(msg, first=True, decoded=dec, verified=verified):
-                    msg.value = None  # settled: only its offset is needed now, for the ack
+                    # settled: only its offset is needed now, for the ack; the headers go with the
+                    # value, so what waits for the checkpoint is one object a record (tune_gc)
+                    msg.value = msg.headers = None
                     # self.unacked, not a local alias: a checkpoint run by the timer while _handle
                     # awaited (a rejection's send) replaces the list, and a record appended to the
                     # old one would never be acked, holding the partition's commits back for good
@@ -453,7 +459,7 @@ class Processor:
                     continue
                 accepted += 1
                 self._look_after(host_id, ts, routed.now_us)
-                msg.value = None
+                msg.value = msg.headers = None
                 self.unacked.append(msg)
             self.stats["accepted"] += accepted
             self.stats["native"] += accepted
@@ -468,7 +474,7 @@ class Processor:
                 verified.update(await checking)
         for msg in todo:
             if await self._handle(msg, first=True, verified=verified):
-                msg.value = None
+                msg.value = msg.headers = None
                 self.unacked.append(msg)
         if declined:
             self.store.unblock(list(declined_hosts))  # type: ignore[union-attr]
@@ -665,6 +671,7 @@ class Processor:
         while queue:
             msg = queue.pop(0)
             await self._handle(msg, verified=verified)
+            msg.value = msg.headers = None
             self.unacked.append(msg)
         if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
             del self.parked[host_id]
