@@ -190,7 +190,7 @@ async def throughput(settings, args, tmp: Path) -> dict[str, Any]:
         if args.profile:  # py-spy on worker 0 while it drains (collapsed stacks, see --profile)
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))  # the venv's
             subprocess.Popen([py_spy, "record", "-p", str(workers[0].pid), "-d", str(args.profile_s), "-f", "raw",
-                              "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "-o", args.profile, "--nonblocking", "--threads"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss0 = sum(p.memory_info().rss for p in procs)
         probe_idle = statistics.median(cpu_probe_us() for _ in range(5))
         probes = []
