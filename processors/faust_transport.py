@@ -20,6 +20,10 @@
   a commit pass them in two cases.
 * **Acks committed before a revocation forgets them** (BatchConsumer.on_partitions_revoked):
   faust drops a revoked partition's acked offsets before it commits.
+* **Outputs as whole batches** (``send_batches``): a record sent through faust's ``Topic.send``
+  cost about 29 us of the event loop (faust's FutureMessage, its channel and sensors, then
+  aiokafka's per-record send); the processors send a tick's outputs appended to aiokafka's batches,
+  one per partition.
 * **A hook after each seek to the committed offsets** (``app.after_seek``): faust seeks once
   an assignment is recovered and its partitions resumed, before the first fetch, so the
   processors pause the usage partitions there while the inventories are read first.
@@ -213,6 +217,30 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(fetching)
+
+
+async def send_batches(producer: Any, records: Mapping[Any, list[tuple[bytes, bytes]]]) -> int:
+    """Send (key, value) records to their TopicPartitions, in order, appended to aiokafka's batches
+    (``create_batch``/``send_batch``) instead of one ``send`` each, and wait until the broker has
+    them all; the number of records sent. ``producer``: an AIOKafkaProducer (the faust app's own, so
+    its idempotence and retries apply, and its ``flush`` covers these). A partition's batches go
+    one after another (aiokafka queues a batch once the one before it is drained), the partitions
+    side by side. The first failure is raised, as a gather of single sends would."""
+
+    async def one_partition(tp: Any, pairs: list[tuple[bytes, bytes]]) -> None:
+        sent: list[asyncio.Future[Any]] = []
+        batch = producer.create_batch()
+        for key, value in pairs:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full (and closed): send it
+                sent.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any record
+        batch.close()  # nothing of producer.send() joins it
+        sent.append(await producer.send_batch(batch, tp.topic, partition=tp.partition))
+        await asyncio.gather(*sent)
+
+    await asyncio.gather(*(one_partition(tp, pairs) for tp, pairs in records.items() if pairs))
+    return sum(len(pairs) for pairs in records.values())
 
 
 class IdempotentProducer(faust_aiokafka.Producer):

@@ -121,16 +121,13 @@ def app(tmp_path, signer, monkeypatch, native: bool):
     async def flush():
         return None
 
-    def output(topic):
-        async def send(key, value, partition):
-            sent.append((topic, partition, key, value))
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return SimpleNamespace(send=send)
+    async def send_batches(records):
+        await asyncio.sleep(0)  # the sends' wait: a record may apply meanwhile
+        sent.extend((tp.topic, tp.partition, key, value) for tp, pairs in records.items() for key, value in pairs)
+        return sum(map(len, records.values()))
     proc.delivered = SimpleNamespace(end_offsets=end_offsets)
     proc.app.producer = SimpleNamespace(flush=flush)
-    proc.outputs = {topic: output(topic) for topic in proc.outputs}
+    proc._send_batches = send_batches
     return proc, clock, acked, rejected, sent
 
 
