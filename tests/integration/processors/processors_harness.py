@@ -7,10 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+
+from aiokafka.admin import NewTopic
+
+from hmconfig.kafka_clients import make_admin
 
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+async def new_topic(settings, prefix: str, partitions: int = 3) -> str:
+    """A topic of its own for one test, ``<prefix>.<random>``, created on the session's broker."""
+    topic = f"{prefix}.{uuid.uuid4().hex[:8]}"
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    return topic
 
 
 def worker_env(settings, state_dir: Path, **extra: str) -> dict[str, str]:

@@ -2,23 +2,16 @@
 what was written past them (processors/delivered.py)."""
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
 
-from hmconfig.kafka_clients import make_admin, make_producer
+from hmconfig.kafka_clients import make_producer
 from processors.delivered import DeliveredCheck, fingerprint
+
+from processors_harness import new_topic
 
 
 async def test_read_back_returns_what_landed_past_the_marks(kafka_settings):
-    topic = f"hm.test.delivered.{uuid.uuid4().hex[:8]}"
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(kafka_settings, "hm.test.delivered")
     p0, p1, p2 = (TopicPartition(topic, p) for p in range(3))
     producer = make_producer(kafka_settings)
     check = DeliveredCheck(kafka_settings, timeout_s=20)

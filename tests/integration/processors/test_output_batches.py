@@ -3,23 +3,16 @@ partition, also when a partition's records fill several batches or one record is
 batch (the processors' outputs go this way: Processor._send_outboxes)."""
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
 
-from hmconfig.kafka_clients import make_admin, make_consumer, make_producer
+from hmconfig.kafka_clients import make_consumer, make_producer
 from processors.faust_transport import send_batches
+
+from processors_harness import new_topic
 
 
 async def test_records_land_once_in_order_across_several_batches(kafka_settings):
-    topic = f"hm.test.batches.{uuid.uuid4().hex[:8]}"
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(kafka_settings, "hm.test.batches")
     p0, p1, p2 = (TopicPartition(topic, p) for p in range(3))
     records = {
         # 4 KiB batches: p0's 60 records of ~300 bytes need several
