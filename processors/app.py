@@ -366,13 +366,7 @@ class Processor:
             verified = await checking
             for msg, dec in zip(chunk, decoded):
                 if await self._handle(msg, first=True, decoded=dec, verified=verified):
-                    # settled: only its offset is needed now, for the ack; the headers go with the
-                    # value, so what waits for the checkpoint is one object a record (tune_gc)
-                    msg.value = msg.headers = None
-                    # self.unacked, not a local alias: a checkpoint run by the timer while _handle
-                    # awaited (a rejection's send) replaces the list, and a record appended to the
-                    # old one would never be acked, holding the partition's commits back for good
-                    self.unacked.append(msg)
+                    self._settled(msg)
         if (self.parked or self.paused) and not self.app.rebalancing:
             self._inventories_first()
         if len(self.unacked) >= CHECKPOINT_MAX or time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
@@ -459,8 +453,7 @@ class Processor:
                     continue
                 accepted += 1
                 self._look_after(host_id, ts, routed.now_us)
-                msg.value = msg.headers = None
-                self.unacked.append(msg)
+                self._settled(msg)
             self.stats["accepted"] += accepted
             self.stats["native"] += accepted
             self.stats["declined"] += len(declined)
@@ -474,10 +467,18 @@ class Processor:
                 verified.update(await checking)
         for msg in todo:
             if await self._handle(msg, first=True, verified=verified):
-                msg.value = msg.headers = None
-                self.unacked.append(msg)
+                self._settled(msg)
         if declined:
             self.store.unblock(list(declined_hosts))  # type: ignore[union-attr]
+
+    def _settled(self, msg: Any) -> None:
+        """Queue a record done with for the next checkpoint's ack. Only its offset is needed now: its
+        value and headers go, so what waits for the checkpoint is one object a record (tune_gc).
+        self.unacked, not a local alias: a checkpoint run by the timer while _handle awaited (a
+        rejection's send) replaces the list, and a record appended to the old one would never be
+        acked, holding the partition's commits back for good."""
+        msg.value = msg.headers = None
+        self.unacked.append(msg)
 
     async def _checkpoint(self) -> None:
         """Write every host changed since the last checkpoint to the table (its changelog), then ack the
@@ -671,8 +672,7 @@ class Processor:
         while queue:
             msg = queue.pop(0)
             await self._handle(msg, verified=verified)
-            msg.value = msg.headers = None
-            self.unacked.append(msg)
+            self._settled(msg)
         if queue is not None and self.parked.get(host_id) is queue:  # not a queue parked anew meanwhile
             del self.parked[host_id]
             self.unknown_since.pop(host_id, None)
