@@ -228,8 +228,8 @@ class Processor:
         app.on_partitions_assigned.connect(self._forget)
         app.after_seek = self._after_seek
         self.inputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw") for name in INPUT_TOPICS}
-        self.outputs = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
-                        for name in OUTPUT_TOPICS}
+        # record-level rejections, sent one at a time (_reject); a window's outputs go in batches (_send_batches)
+        self.outputs = {REJECTED_TOPIC: app.topic(REJECTED_TOPIC, key_serializer="raw", value_serializer="raw")}
         # The agents make faust subscribe the group to the input topics (co-partitioned with the
         # table); the records themselves come in batches to _on_batch (processors/faust_transport.py).
         app.batch_topics = frozenset(INPUT_TOPICS)
